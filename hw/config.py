@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the parameter and its allowed range."""
 
 
+def _knob(default, help):
+    return field(default=default, metadata={"help": help})
+
+
 def _is_pow2(value):
     return value > 0 and value & (value - 1) == 0
 
@@ -52,24 +56,24 @@ class Config:
                         reset value of the DRAM window the DMA may touch.
     """
 
-    rows: int = 16
-    cols: int = 16
-    input_width: int = 8
-    weight_width: int = 8
-    acc_width: int = 32
-    output_width: int = 8
-    dataflow: str = "both"
-    scratchpad_kib: int = 256
-    scratchpad_banks: int = 4
-    accumulator_kib: int = 64
-    output_lanes: int = 0
-    dma_data_width: int = 128
-    addr_width: int = 32
-    id_width: int = 4
-    max_burst_beats: int = 256
-    max_outstanding: int = 4
-    dram_base: int = 0
-    dram_size: int = 1 << 31
+    rows: int = _knob(16, "systolic array rows R (the reduction dimension in WS)")
+    cols: int = _knob(16, "systolic array columns C (output channels per tile)")
+    input_width: int = _knob(8, "activation width in bits (signed, 2..8)")
+    weight_width: int = _knob(8, "weight width in bits (signed, 2..8)")
+    acc_width: int = _knob(32, "accumulator width in bits (wrapping, up to 32)")
+    output_width: int = _knob(8, "requantised output width in bits (saturating, 2..8)")
+    dataflow: str = _knob("both", "dataflows built: ws, os or both (chosen per MATMUL)")
+    scratchpad_kib: int = _knob(256, "scratchpad capacity in KiB")
+    scratchpad_banks: int = _knob(4, "single-port scratchpad banks (power of two)")
+    accumulator_kib: int = _knob(64, "accumulator capacity in KiB (rows of cols int32)")
+    output_lanes: int = _knob(0, "columns requantised per cycle (0 = cols)")
+    dma_data_width: int = _knob(128, "AXI4 master data width in bits: 32, 64 or 128")
+    addr_width: int = _knob(32, "AXI address width in bits")
+    id_width: int = _knob(4, "AXI ID width in bits")
+    max_burst_beats: int = _knob(256, "longest DMA burst in beats (power of two, <= 256)")
+    max_outstanding: int = _knob(4, "DMA read bursts in flight")
+    dram_base: int = _knob(0, "reset value of the DRAM window base address")
+    dram_size: int = _knob(1 << 31, "reset value of the DRAM window size in bytes")
 
     MAX_DIM: ClassVar[int] = 512
 
@@ -212,4 +216,13 @@ class Config:
             return cls.from_json(f.read())
 
     def replace(self, **changes):
+        # output_lanes equal to cols was most likely the "= cols" default: keep it following cols.
+        if "cols" in changes and "output_lanes" not in changes and self.output_lanes == self.cols:
+            changes["output_lanes"] = 0
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def knobs(cls):
+        """``(name, type, default, help)`` of every parameter, for command lines and docs."""
+        return [(f.name, f.type if isinstance(f.type, type) else type(f.default), f.default,
+                 f.metadata["help"]) for f in fields(cls)]

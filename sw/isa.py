@@ -28,7 +28,7 @@ from enum import IntEnum
 __all__ = [
     "INSTR_BITS", "INSTR_BYTES", "Field", "Instruction", "INSTRUCTIONS", "BY_OPCODE", "Opcode",
     "Queue", "LoadDst", "Dataflow", "ErrorCause", "IllegalInstruction", "encode", "decode",
-    "to_bytes", "from_bytes", "QPARAM_SLOTS", "QPARAM_KINDS", "TOKEN_MAX",
+    "to_bytes", "from_bytes", "markdown_table", "QPARAM_SLOTS", "QPARAM_KINDS", "TOKEN_MAX",
 ]
 
 INSTR_BITS = 128
@@ -197,7 +197,10 @@ def encode(name, **values):
     for key, value in values.items():
         if key == "opcode":
             raise IllegalInstruction("the opcode is given by the instruction name")
-        f = instr.field(key)
+        try:
+            f = instr.field(key)
+        except KeyError as e:
+            raise IllegalInstruction(e.args[0]) from None
         value = int(value)
         if not f.min <= value <= f.max:
             raise IllegalInstruction(f"{name}.{key}={value} is outside {f.min}..{f.max}")
@@ -225,6 +228,19 @@ def decode(word):
             raw -= 1 << f.width
         values[f.name] = raw
     return instr, values
+
+
+def markdown_table():
+    """The ISA as a Markdown table (README), generated from :data:`INSTRUCTIONS`."""
+    lines = ["| instruction | opcode | queue | fields (bits) | meaning |",
+             "|---|---|---|---|---|"]
+    for instr in INSTRUCTIONS.values():
+        fields = ", ".join(
+            f"`{f.name}` [{f.lsb + f.width - 1}:{f.lsb}]" if f.width > 1 else f"`{f.name}` [{f.lsb}]"
+            for f in instr.fields) or "-"
+        lines.append(f"| {instr.name} | {int(instr.opcode)} | {instr.queue.name.lower()} "
+                     f"| {fields} | {instr.doc} |")
+    return "\n".join(lines)
 
 
 def to_bytes(words):

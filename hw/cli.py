@@ -1,0 +1,101 @@
+"""Command line of the generator (``python -m hw``); every Config knob is a flag."""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import DATAFLOWS, Config, ConfigError
+
+
+__all__ = ["main", "add_config_arguments", "config_from_args", "emit_verilog"]
+
+TOP_NAME = "tensor_core"
+
+
+def add_config_arguments(parser):
+    group = parser.add_argument_group("configuration (defaults give the 16x16 int8 design)")
+    group.add_argument("--config", metavar="JSON", help="start from a config.json written earlier")
+    for name, kind, default, help in Config.knobs():
+        shown = default if name != "dram_size" else hex(default)
+        options = dict(type=kind, metavar=kind.__name__.upper())
+        if kind is int:
+            options = dict(type=lambda text: int(text, 0), metavar="N")
+        if name == "dataflow":
+            options = dict(choices=DATAFLOWS)
+        group.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                           help=f"{help} (default {shown})", **options)
+
+
+def config_from_args(args):
+    base = Config.load(args.config) if getattr(args, "config", None) else Config()
+    changes = {name: getattr(args, name) for name, *_ in Config.knobs()
+               if getattr(args, name, None) is not None}
+    return base.replace(**changes)
+
+
+def emit_verilog(cfg, out_dir):
+    """Write ``tensor_core.v`` and ``config.json`` for ``cfg`` into ``out_dir``; returns paths."""
+    from amaranth.back import verilog
+
+    from .top import TensorCore
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    top = TensorCore(cfg)
+    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
+    verilog_path = out_dir / f"{TOP_NAME}.v"
+    verilog_path.write_text(text)
+    config_path = out_dir / "config.json"
+    config_path.write_text(cfg.to_json())
+    return verilog_path, config_path
+
+
+def lint(verilog_path, top=TOP_NAME):
+    """``verilator --lint-only``; returns its exit code (warnings are not errors here)."""
+    from sim.runner import verilator_environment
+
+    verilator_environment()
+    cmd = ["verilator", "--lint-only", "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+           "-Wno-UNUSEDSIGNAL", "--top-module", top, str(verilog_path)]
+    return subprocess.run(cmd).returncode
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hw", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p_verilog = commands.add_parser("verilog", help="emit tensor_core.v and config.json")
+    add_config_arguments(p_verilog)
+    p_verilog.add_argument("--out", default="build/default", help="output directory")
+
+    p_lint = commands.add_parser("lint", help="verilator --lint-only of emitted Verilog")
+    p_lint.add_argument("verilog", help="path of tensor_core.v")
+
+    commands.add_parser("regmap", help="print the register map as a Markdown table")
+    commands.add_parser("isa", help="print the instruction set as a Markdown table")
+
+    args = parser.parse_args(argv)
+    if args.command == "verilog":
+        try:
+            cfg = config_from_args(args)
+        except (ConfigError, OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        start = time.monotonic()
+        verilog_path, config_path = emit_verilog(cfg, args.out)
+        print(f"wrote {verilog_path} and {config_path} ({cfg.rows}x{cfg.cols}, "
+              f"dataflow {cfg.dataflow}) in {time.monotonic() - start:.1f} s")
+        return 0
+    if args.command == "lint":
+        return lint(args.verilog)
+    if args.command == "regmap":
+        from .regmap import markdown_table
+        print(markdown_table())
+        return 0
+    if args.command == "isa":
+        from sw.isa import markdown_table
+        print(markdown_table())
+        return 0
+    return 1
