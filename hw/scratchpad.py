@@ -1,0 +1,193 @@
+"""The scratchpad: rows of ``E`` int8 elements in single-port banks.
+
+The bank of a row is its high address bits, so buffers the compiler places in different
+banks (ping / pong, activations / weights) are read and written in the same cycle.
+"""
+
+from amaranth import Cat, Module, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .config import Config
+
+
+__all__ = [
+    "Scratchpad", "sp_addr_width", "sp_bank_bits", "sp_row_layout", "sp_write_layout",
+    "sp_read_req_layout", "sp_read_resp_layout",
+]
+
+# Rows a read port can hold: one from the bank the previous cycle plus one stalled on
+# read_resp. Two keep the request ready a register (no path from read_resp.ready) at full
+# throughput.
+_RESP_BUFFER = 2
+
+
+def sp_addr_width(cfg):
+    """Bits of a scratchpad row address."""
+    return ceil_log2(cfg.sp_rows)
+
+
+def sp_bank_bits(cfg):
+    """Bits of a row address inside its bank (the bank is the bits above)."""
+    return ceil_log2(cfg.sp_bank_rows)
+
+
+def sp_row_layout(cfg):
+    """One scratchpad row: ``E`` bytes (int8 elements as stored, reinterpreted by readers)."""
+    return data.ArrayLayout(unsigned(8), cfg.sp_row_elems)
+
+
+def sp_write_layout(cfg):
+    return data.StructLayout({"addr": unsigned(sp_addr_width(cfg)), "data": sp_row_layout(cfg)})
+
+
+def sp_read_req_layout(cfg):
+    return data.StructLayout({"addr": unsigned(sp_addr_width(cfg))})
+
+
+def sp_read_resp_layout(cfg):
+    return data.StructLayout({"data": sp_row_layout(cfg)})
+
+
+class Scratchpad(wiring.Component):
+    """``cfg.sp_rows`` rows of ``cfg.sp_row_elems`` bytes in ``cfg.scratchpad_banks`` banks.
+
+    Each bank is one single-port ``lib.memory.Memory`` of ``cfg.sp_bank_rows`` rows (one
+    address shared by its read and write port, synchronous read, contents not reset), so it
+    maps to block RAM or SPRAM. Row ``a`` is in bank ``a >> sp_bank_bits(cfg)``.
+
+    Ports
+      write         In(stream{addr, data}).
+      read_req[i]   In(stream{addr}), ``i < read_ports``.
+      read_resp[i]  Out(stream{data}): the rows of port ``i``'s requests, in order;
+                    backpressure is honoured (a port holds up to two rows, then stops
+                    taking requests).
+
+    Arbitration
+      One access per bank per cycle, fixed priority read port 0 > read port 1 > ... > write.
+      A request that loses its bank (or a read port whose two rows are still held) waits
+      with ``ready`` low. A read sees every write accepted in an earlier cycle.
+
+    Latency
+      ``read_resp`` is valid the cycle after its request is accepted (when the port holds no
+      older rows). A write is in the memory the cycle after it is accepted.
+
+    Throughput
+      One request per port per cycle when the ports use different banks and ``read_resp``
+      is accepted; requests to one bank share its one access per cycle by priority.
+    """
+
+    def __init__(self, cfg, read_ports=2):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"cfg must be a hw.config.Config, not {cfg!r}")
+        if not isinstance(read_ports, int) or read_ports < 1:
+            raise ValueError(f"read_ports must be a positive integer, not {read_ports!r}")
+        self._cfg = cfg
+        self._read_ports = read_ports
+        super().__init__({
+            "write": In(stream.Signature(sp_write_layout(cfg))),
+            "read_req": In(stream.Signature(sp_read_req_layout(cfg))).array(read_ports),
+            "read_resp": Out(stream.Signature(sp_read_resp_layout(cfg))).array(read_ports),
+        })
+
+    @property
+    def read_ports(self):
+        return self._read_ports
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        banks = cfg.scratchpad_banks
+        bank_bits = sp_bank_bits(cfg)
+
+        def bank_of(addr):
+            return addr[bank_bits:] if banks > 1 else 0
+
+        ports = []
+        for b in range(banks):
+            mem = memory.Memory(shape=sp_row_layout(cfg), depth=cfg.sp_bank_rows, init=[])
+            m.submodules[f"bank{b}"] = mem
+            ports.append((mem.read_port(), mem.write_port()))
+
+        # Requesters in priority order: the read ports, then the write. A requester is
+        # offered a bank when no higher one claims it; ``ready`` is the offer, so it never
+        # depends on the requester's own ``valid``.
+        room = [Signal(name=f"room{i}") for i in range(self._read_ports)]
+        requesters = [(req.valid, room[i], req.payload.addr)
+                      for i, req in enumerate(self.read_req)]
+        requesters.append((self.write.valid, 1, self.write.payload.addr))
+        offer = [[Signal(name=f"offer{i}_bank{b}") for b in range(banks)]
+                 for i in range(len(requesters))]
+        access = [[Signal(name=f"access{i}_bank{b}") for b in range(banks)]
+                  for i in range(len(requesters))]
+        for b in range(banks):
+            claimed = 0
+            for i, (valid, can, addr) in enumerate(requesters):
+                m.d.comb += [
+                    offer[i][b].eq(can & (bank_of(addr) == b) & ~claimed),
+                    access[i][b].eq(offer[i][b] & valid),
+                ]
+                claimed = claimed | access[i][b]
+
+        for b, (rd, wr) in enumerate(ports):
+            for i, (_, _, addr) in enumerate(requesters):
+                with m.If(access[i][b]):
+                    m.d.comb += [rd.addr.eq(addr[:bank_bits]), wr.addr.eq(addr[:bank_bits])]
+            m.d.comb += [
+                rd.en.eq(Cat(access[i][b] for i in range(self._read_ports)).any()),
+                wr.en.eq(access[-1][b]),
+                wr.data.eq(self.write.payload.data),
+            ]
+        m.d.comb += self.write.ready.eq(Cat(offer[-1]).any())
+
+        for i in range(self._read_ports):
+            self._read_port(m, i, room[i], offer[i], access[i], [rd for rd, _ in ports])
+        return m
+
+    def _read_port(self, m, i, room, offer, access, bank_reads):
+        cfg = self._cfg
+        req, resp = self.read_req[i], self.read_resp[i]
+        m.d.comb += req.ready.eq(Cat(offer).any())
+
+        # The bank's output register is only this port's for one cycle (another port may
+        # read the bank next), so the row is used at once or copied into the port's buffer.
+        pending = Signal(name=f"pending{i}")
+        pending_bank = Signal(range(cfg.scratchpad_banks), name=f"pending_bank{i}")
+        m.d.sync += pending.eq(req.valid & req.ready)
+        for b in range(cfg.scratchpad_banks):
+            with m.If(access[b]):
+                m.d.sync += pending_bank.eq(b)
+        bank_row = Signal(sp_row_layout(cfg), name=f"bank_row{i}")
+        with m.Switch(pending_bank):
+            for b, rd in enumerate(bank_reads):
+                with m.Case(b):
+                    m.d.comb += bank_row.eq(rd.data)
+
+        held = Signal(range(_RESP_BUFFER + 1), name=f"held{i}")
+        buffer = [Signal(sp_row_layout(cfg), name=f"buffer{i}_{k}") for k in range(_RESP_BUFFER)]
+        m.d.comb += [
+            room.eq(held + pending < _RESP_BUFFER),
+            resp.valid.eq((held != 0) | pending),
+        ]
+        with m.If(held != 0):
+            m.d.comb += resp.payload.data.eq(buffer[0])
+        with m.Else():
+            m.d.comb += resp.payload.data.eq(bank_row)
+
+        pop = Signal(name=f"pop{i}")
+        push = Signal(name=f"push{i}")
+        m.d.comb += [
+            pop.eq((held != 0) & resp.ready),
+            push.eq(pending & ~((held == 0) & resp.ready)),
+        ]
+        with m.If(pop):
+            for k in range(_RESP_BUFFER - 1):
+                m.d.sync += buffer[k].eq(buffer[k + 1])
+        with m.If(push):
+            with m.Switch(held - pop):
+                for k in range(_RESP_BUFFER):
+                    with m.Case(k):
+                        m.d.sync += buffer[k].eq(bank_row)
+        m.d.sync += held.eq(held + push - pop)
+

@@ -1,0 +1,35 @@
+import os
+import random
+
+import pytest
+from amaranth.back import verilog
+
+from hw.config import Config
+from hw.registers import Registers
+from sim.runner import SIM_BUILD_ROOT, run_cocotb
+
+
+CFG = Config(rows=8, cols=4, scratchpad_kib=4, scratchpad_banks=2, accumulator_kib=1,
+             dma_data_width=64, max_burst_beats=16, max_outstanding=2,
+             dram_base=0x4000_0000, dram_size=0x0100_0000)
+
+
+def _emit(cfg, name):
+    out_dir = SIM_BUILD_ROOT / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.v"
+    text = verilog.convert(Registers(cfg), name=name, emit_src=False)
+    # Rewriting an unchanged file would make the runner rebuild the simulator.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.cocotb
+def test_registers_with_cocotbext_axi():
+    seed = int(os.environ.get("SEED", random.randrange(1 << 32)))
+    print(f"SEED={seed}")
+    source = _emit(CFG, "registers")
+    run_cocotb(verilog_sources=[source], toplevel="registers",
+               test_module="sim.tb.tb_registers", build_name="registers",
+               extra_env={"TC_CONFIG": CFG.to_json(), "SEED": seed})
