@@ -1,0 +1,239 @@
+"""The store path's requantisation: accumulator rows in, int32 or int8 rows out.
+
+Per value, bit-exact with :func:`sim.golden.output_pipeline`::
+
+    x = wrap32(acc + bias)                       (bias only when bias_en)
+    y = x                                        (out_int32)
+    y = saturate(clamp(zp + RDBP(SRDHM(x, M0), shift), lo, hi), output_width)   (otherwise)
+
+The 32x32 multiply is split into four 16x16 partial products (one DSP each) so every
+stage is a short add or a multiplier with registered inputs and outputs.
+"""
+
+from amaranth import Module, Signal, signed, unsigned, Const, Mux
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .config import Config
+
+
+__all__ = [
+    "OutputPipeline", "QuantParams", "pipeline_in_layout", "pipeline_out_layout",
+    "PARAM_WIDTH", "SHIFT_WIDTH", "ZERO_POINT_WIDTH",
+]
+
+#: Width of the int32 quantities: biases, multipliers M0, int32 outputs.
+PARAM_WIDTH = 32
+#: Width of a right shift (0 .. PARAM_WIDTH-1).
+SHIFT_WIDTH = ceil_log2(PARAM_WIDTH)
+#: Width of the zero point and the clamp bounds (as in the CONFIG instruction).
+ZERO_POINT_WIDTH = 16
+
+_HALF = PARAM_WIDTH // 2
+_INT_MAX = (1 << (PARAM_WIDTH - 1)) - 1
+# SRDHM keeps the high half of the doubled product: bits [PARAM_WIDTH-1 ..] of a*b.
+_HIGH_SHIFT = PARAM_WIDTH - 1
+# Registered stages of a lane before the output row register (see OutputPipeline._lane).
+_LANE_STAGES = 6
+
+
+class QuantParams(data.StructLayout):
+    """Requantisation parameters, held stable while rows are in the pipeline."""
+
+    def __init__(self, cfg):
+        super().__init__({
+            "out_int32": unsigned(1),
+            "bias_en": unsigned(1),
+            "per_column": unsigned(1),
+            "multiplier": signed(PARAM_WIDTH),
+            "shift": unsigned(SHIFT_WIDTH),
+            "zero_point": signed(ZERO_POINT_WIDTH),
+            "clamp_lo": signed(ZERO_POINT_WIDTH),
+            "clamp_hi": signed(ZERO_POINT_WIDTH),
+            "bias": data.ArrayLayout(signed(PARAM_WIDTH), cfg.cols),
+            "col_multiplier": data.ArrayLayout(signed(PARAM_WIDTH), cfg.cols),
+            "col_shift": data.ArrayLayout(unsigned(SHIFT_WIDTH), cfg.cols),
+        })
+
+
+def pipeline_in_layout(cfg):
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(cfg.acc_width), cfg.cols),
+        "last": unsigned(1),
+    })
+
+
+def pipeline_out_layout(cfg):
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(PARAM_WIDTH), cfg.cols),
+        "last": unsigned(1),
+    })
+
+
+class OutputPipeline(wiring.Component):
+    """Requantises accumulator rows, ``cfg.output_lanes`` columns per cycle.
+
+    Ports
+      i       In(stream{data: C x signed(acc_width), last}): accumulator rows.
+      o       Out(stream{data: C x signed(32), last}): results (int8 ones sign-extended),
+              ``last`` copied from the row.
+      params  In(QuantParams(cfg)): must not change while rows are in flight.
+
+    Latency
+      ``o.valid`` rises ``C/output_lanes + 7`` cycles after the row's ``i`` handshake:
+      an input row register, then per column slice: bias add, partial products, two
+      levels of the high-half sum, rounding shift, zero point, and the clamp / saturation
+      stage that fills the output row register.
+
+    Throughput
+      One row every ``C/output_lanes`` cycles. Backpressure on ``o`` stalls the whole
+      pipeline (``i.ready`` depends combinationally on ``o.ready``).
+    """
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"cfg must be a hw.config.Config, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(pipeline_in_layout(cfg))),
+            "o": Out(stream.Signature(pipeline_out_layout(cfg))),
+            "params": In(QuantParams(cfg)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        lanes = cfg.output_lanes
+        slices = cfg.cols // lanes
+        m = Module()
+
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        # Stage 0: the input row, shifted down one slice of `lanes` columns per cycle.
+        buf = Signal(pipeline_in_layout(cfg))
+        buf_valid = Signal()
+        col = Signal(range(slices))
+        row_end = Signal()
+        m.d.comb += [
+            row_end.eq(col == slices - 1),
+            self.i.ready.eq(advance & (~buf_valid | row_end)),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload), buf_valid.eq(1), col.eq(0)]
+        with m.Elif(advance & buf_valid):
+            with m.If(row_end):
+                m.d.sync += buf_valid.eq(0)
+            with m.Else():
+                m.d.sync += col.eq(col + 1)
+                m.d.sync += [buf.data[j].eq(buf.data[j + lanes]) for j in range(cfg.cols - lanes)]
+
+        # Each stage: valid, row end, `last`, and per-lane registers, all enabled by `advance`.
+        ctrl = [(buf_valid, row_end, buf.last & row_end)]
+        for stage in range(_LANE_STAGES):
+            regs = (Signal(name=f"s{stage + 1}_valid"), Signal(name=f"s{stage + 1}_end"),
+                    Signal(name=f"s{stage + 1}_last"))
+            with m.If(advance):
+                m.d.sync += [r.eq(prev) for r, prev in zip(regs, ctrl[-1])]
+            ctrl.append(regs)
+
+        results = [self._lane(m, advance, col, lane, buf.data[lane]) for lane in range(lanes)]
+
+        # Output row register: slices shift in from the top, so a full row is in order.
+        out = Signal(pipeline_out_layout(cfg))
+        last_valid, last_end, last_last = ctrl[-1]
+        with m.If(advance):
+            with m.If(last_valid):
+                m.d.sync += [out.data[j].eq(out.data[j + lanes])
+                             for j in range(cfg.cols - lanes)]
+                m.d.sync += [out.data[cfg.cols - lanes + lane].eq(res)
+                             for lane, res in enumerate(results)]
+                m.d.sync += [self.o.valid.eq(last_end), out.last.eq(last_last)]
+            with m.Else():
+                m.d.sync += self.o.valid.eq(0)
+        m.d.comb += self.o.payload.eq(out)
+        return m
+
+    def _lane(self, m, advance, col, lane, acc):
+        """Pipeline of one lane; returns the combinational result entering the output row."""
+        cfg = self._cfg
+        lanes = cfg.output_lanes
+        p = self.params
+        columns = range(lane, cfg.cols, lanes)
+
+        def select(name, shape, per_col):
+            chosen = Signal(shape, name=f"l{lane}_{name}")
+            with m.Switch(col):
+                for n, column in enumerate(columns):
+                    with m.Case(n):
+                        m.d.comb += chosen.eq(per_col[column])
+            return chosen
+
+        def stage(name, shape, value):
+            reg = Signal(shape, name=f"l{lane}_{name}")
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        bias = select("bias", signed(PARAM_WIDTH), p.bias)
+        col_mult = select("col_mult", signed(PARAM_WIDTH), p.col_multiplier)
+        col_shift = select("col_shift", unsigned(SHIFT_WIDTH), p.col_shift)
+
+        # Stage 1: bias add (wrapping at 32 bits) and the lane's multiplier and shift.
+        x1 = stage("x1", signed(PARAM_WIDTH), acc + Mux(p.bias_en, bias, 0))
+        mult1 = stage("mult1", signed(PARAM_WIDTH), Mux(p.per_column, col_mult, p.multiplier))
+        shift1 = stage("shift1", unsigned(SHIFT_WIDTH), Mux(p.per_column, col_shift, p.shift))
+
+        # Stage 2: four 16x16 partial products of x * M0.
+        x_hi, x_lo = x1[_HALF:].as_signed(), x1[:_HALF]
+        m_hi, m_lo = mult1[_HALF:].as_signed(), mult1[:_HALF]
+        pp_hh = stage("pp_hh", signed(PARAM_WIDTH), x_hi * m_hi)
+        pp_hl = stage("pp_hl", signed(PARAM_WIDTH + 1), x_hi * m_lo)
+        pp_lh = stage("pp_lh", signed(PARAM_WIDTH + 1), x_lo * m_hi)
+        pp_ll = stage("pp_ll", unsigned(PARAM_WIDTH), x_lo * m_lo)
+        x2 = stage("x2", signed(PARAM_WIDTH), x1)
+        shift2 = stage("shift2", unsigned(SHIFT_WIDTH), shift1)
+
+        # Stages 3 and 4: SRDHM. gemmlowp's nudge and truncating division by 2**31 equal
+        # floor((a*b + 2**30) / 2**31) for either sign; only INT32_MIN**2 overflows (to 2**31).
+        # The four partial products are summed in two levels to keep each carry chain short.
+        upper = stage("upper", signed(2 * PARAM_WIDTH), (pp_hh << PARAM_WIDTH) + (pp_hl << _HALF))
+        lower = stage("lower", signed(PARAM_WIDTH + _HALF + 2),
+                      (pp_lh << _HALF) + pp_ll + (1 << (_HIGH_SHIFT - 1)))
+        x3 = stage("x3", signed(PARAM_WIDTH), x2)
+        shift3 = stage("shift3", unsigned(SHIFT_WIDTH), shift2)
+
+        high = Signal(signed(PARAM_WIDTH + 1), name=f"l{lane}_high")
+        m.d.comb += high.eq((upper + lower)[_HIGH_SHIFT:])
+        overflow = ~high[-1] & high[-2]
+        h4 = stage("h4", signed(PARAM_WIDTH), Mux(overflow, _INT_MAX, high))
+        x4 = stage("x4", signed(PARAM_WIDTH), x3)
+        shift4 = stage("shift4", unsigned(SHIFT_WIDTH), shift3)
+        # RoundingDivideByPOT is round half away from zero: add half of 2**shift (one less
+        # for negative values) and shift arithmetically. Both addends depend on the shift
+        # only, so they are decoded here, off the path of the next stage's add.
+        half = Signal(unsigned(PARAM_WIDTH), name=f"l{lane}_half")
+        m.d.comb += half.eq((Const(1, 1) << shift3)[1:])
+        half_pos4 = stage("half_pos4", unsigned(PARAM_WIDTH), half)
+        half_neg4 = stage("half_neg4", unsigned(PARAM_WIDTH), half - (shift3 != 0))
+
+        # Stage 5: RoundingDivideByPOT.
+        rounded = h4 + Mux(h4[-1], half_neg4, half_pos4)
+        r5 = stage("r5", signed(PARAM_WIDTH), rounded >> shift4)
+        x5 = stage("x5", signed(PARAM_WIDTH), x4)
+
+        # Stage 6: zero point.
+        y6 = stage("y6", signed(PARAM_WIDTH + 1), r5 + p.zero_point)
+        x6 = stage("x6", signed(PARAM_WIDTH), x5)
+
+        # Output stage: np.clip's min(max(y, lo), hi), then saturation to output_width. The
+        # comparisons of y run in parallel; the candidates lo and hi depend only on params.
+        out_min, out_max = -(1 << (cfg.output_width - 1)), (1 << (cfg.output_width - 1)) - 1
+
+        def saturate(value):
+            return Mux(value < out_min, out_min, Mux(value > out_max, out_max, value))
+
+        lo, hi = p.clamp_lo, p.clamp_hi
+        y = Mux(y6 < lo, saturate(Mux(lo > hi, hi, lo)),
+                Mux(y6 > hi, saturate(hi), saturate(y6)))
+        return Mux(p.out_int32, x6, y)
