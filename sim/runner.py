@@ -54,10 +54,11 @@ def default_simulator():
 
 
 def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=None,
-               extra_env=None, waves=None, testcase=None):
+               extra_env=None, waves=None, testcase=None, log_file=None):
     """Build ``verilog_sources`` and run the cocotb tests in ``test_module`` against ``toplevel``.
 
     ``extra_env`` reaches the testbench as environment variables (configuration, seeds).
+    ``log_file`` sends the build and simulator output there instead of the terminal.
     Returns the path of the JUnit results file; raises if any cocotb test failed.
     """
     from cocotb_tools.runner import get_results, get_runner
@@ -79,13 +80,14 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
         timescale = ("1ns", "1ps")
     runner = get_runner(simulator)
     runner.build(
-        verilog_sources=[str(s) for s in verilog_sources],
+        sources=[str(s) for s in verilog_sources],
         hdl_toplevel=toplevel,
         build_dir=build_dir,
         build_args=build_args,
         waves=waves,
         timescale=timescale,
         always=False,
+        log_file=log_file,
     )
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
@@ -101,6 +103,7 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
         timescale=timescale,
         test_args=test_args,
         results_xml=str(build_dir / f"{toplevel}.results.xml"),
+        log_file=log_file,
     )
     num_tests, num_failed = get_results(results)
     if num_tests == 0 or num_failed:
