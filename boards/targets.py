@@ -1,0 +1,106 @@
+"""The boards the accelerator is built for: platform, clock, Config and tool options.
+
+The accelerator's DRAM on a board is on-chip RAM (``cfg.dram_size`` bytes at
+``cfg.dram_base``), so each Config sizes its DRAM window to that RAM.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.build import Attrs
+from amaranth.vendor import LatticeECP5Platform
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_85FPlatform
+from amaranth_boards.resources import UARTResource
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from hw.config import Config
+
+from .protocol import DEFAULT_BAUD
+
+
+__all__ = ["Target", "BOARDS", "get_target"]
+
+KIB = 1024
+# The bridge drops a partial frame after this much silence; the host waits longer than
+# this (sw.uart_link.DEFAULT_TIMEOUT) before retrying. USB-serial adapters batch bytes
+# into 1 ms USB frames, so gaps inside a frame stay far below it.
+FRAME_TIMEOUT_S = 0.02
+# A register access takes a few cycles; one that takes longer than this never will.
+BUS_TIMEOUT_S = 0.001
+
+
+class OrangeCrabUartPlatform(OrangeCrabR0_2_85FPlatform):
+    """OrangeCrab r0.2 85F with a 3.3 V USB-serial adapter on the Feather pins 0 (RX) and 1
+    (TX), and without the ``dfu-suffix`` step (not on PyPI; ``dfu-util`` loads the plain
+    ``.bit`` with a warning)."""
+
+    resources = OrangeCrabR0_2_85FPlatform.resources + [
+        UARTResource(0, rx="0", tx="1", conn=("io", 0),
+                     attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP")),
+    ]
+
+    @property
+    def required_tools(self):
+        return LatticeECP5Platform.required_tools.fget(self)
+
+    @property
+    def command_templates(self):
+        return LatticeECP5Platform.command_templates.fget(self)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One board: ``platform`` (amaranth-boards class), ``clk_hz`` (its default clock),
+    ``cfg`` (the accelerator built for it), yosys ``synth_opts``, the programmer tool and
+    the environment variable amaranth-boards reads it from. ``ram_init=False`` drops the
+    RAM's (all-zero) initial contents before synthesis: SB_SPRAM256KA cannot be initialised,
+    so yosys would otherwise build the RAM from EBRs (the host loads it anyway)."""
+    name: str
+    platform: type
+    clk_hz: float
+    cfg: Config
+    synth_opts: str
+    programmer: str
+    programmer_env: str
+    ram_init: bool = True
+    baud: int = DEFAULT_BAUD
+
+    @property
+    def frame_timeout_cycles(self):
+        return round(self.clk_hz * FRAME_TIMEOUT_S)
+
+    @property
+    def bus_timeout_cycles(self):
+        return round(self.clk_hz * BUS_TIMEOUT_S)
+
+
+# iCE40UP5K: 5280 LUTs, 8 DSPs, 30 x 4 Kib EBR, 4 x 32 KiB SPRAM. The SPRAMs are the DRAM
+# (128 KiB, 32 bits wide); the 4x4 weight-stationary array with one output lane and small
+# scratchpad / accumulator leaves the EBRs to them and the logic to fit.
+ICEBREAKER_CFG = Config(
+    rows=4, cols=4, dataflow="ws", scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
+    output_lanes=1, dma_data_width=32, addr_width=17, id_width=1, max_burst_beats=16,
+    max_outstanding=1, dram_base=0, dram_size=128 * KIB)
+
+# LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
+ECP5_85F_CFG = Config(
+    rows=8, cols=8, dataflow="both", scratchpad_kib=16, scratchpad_banks=4, accumulator_kib=8,
+    dma_data_width=64, addr_width=17, id_width=2, max_burst_beats=32, max_outstanding=2,
+    dram_base=0, dram_size=128 * KIB)
+
+BOARDS = {
+    "icebreaker": Target("icebreaker", ICEBreakerPlatform, 12e6, ICEBREAKER_CFG,
+                         synth_opts="-dsp -spram", programmer="iceprog",
+                         programmer_env="ICEPROG", ram_init=False),
+    "ulx3s": Target("ulx3s", ULX3S_85F_Platform, 25e6, ECP5_85F_CFG, synth_opts="",
+                    programmer="openFPGALoader", programmer_env="OPENFPGALOADER"),
+    "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,
+                         synth_opts="", programmer="dfu-util", programmer_env="DFU_UTIL"),
+}
+
+
+def get_target(name):
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown board {name!r}; the boards are {', '.join(BOARDS)}") from None

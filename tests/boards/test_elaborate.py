@@ -1,0 +1,62 @@
+"""Every board elaborates (platform.build(do_build=False): no tools run), its target is
+consistent, and build reports are summarised correctly."""
+
+import importlib.util
+
+import pytest
+
+from boards import __main__ as cli
+from boards.targets import BOARDS
+from boards.uart import uart_divisor
+
+
+needs_tensor_core = pytest.mark.skipif(importlib.util.find_spec("hw.top") is None,
+                                       reason="hw/top.py (TensorCore) is not there yet")
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_target_is_consistent(board):
+    target = BOARDS[board]
+    platform = target.platform()
+    assert platform.default_clk_frequency == target.clk_hz
+    uart_divisor(target.clk_hz, target.baud)
+    assert target.frame_timeout_cycles > 20 * uart_divisor(target.clk_hz, target.baud)
+    assert target.cfg.dram_size + target.cfg.dram_base <= 1 << target.cfg.addr_width
+    platform.request("uart", 0, dir="-")
+
+
+@needs_tensor_core
+@pytest.mark.parametrize("board", BOARDS)
+def test_elaborate(board):
+    target = BOARDS[board]
+    _, plan = cli._build(target, do_build=False)
+    script = plan.files[f"{board}.ys"]
+    assert f"module \\{board}.soc.ram\n" in plan.files[f"{board}.il"]
+    # The SPRAM board must lose the RAM's init (or yosys builds it from EBR), the others not.
+    assert (f"delete {board}.soc.ram/t:$meminit_v2" in script) == (not target.ram_init)
+    assert "--report" in plan.files[f"build_{board}.sh"]
+
+
+def test_program_without_bitstream_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["program", "icebreaker"]) == 2
+    assert "run `python -m boards build icebreaker` first" in capsys.readouterr().err
+
+
+def test_report_summary():
+    nextpnr = {
+        "utilization": {"ICESTORM_LC": {"used": 4000, "available": 5280},
+                        "ICESTORM_SPRAM": {"used": 4, "available": 4},
+                        "ICESTORM_PLL": {"used": 0, "available": 1}},
+        "fmax": {"clk12_0__io": {"achieved": 13.5, "constraint": 12.0}},
+    }
+    report = cli.summarise(BOARDS["icebreaker"], nextpnr)
+    assert report["timing_met"]
+    assert "ICESTORM_PLL" not in report["utilization"]
+    assert report["utilization"]["ICESTORM_LC"]["used"] == 4000
+    text = cli.markdown(report)
+    assert "| logic cells (LUT4 + FF) | 4000 | 5280 | 75.8 |" in text
+    assert "| clk12_0__io | 13.5 | 12.0 | yes |" in text
+    nextpnr["fmax"]["clk12_0__io"]["achieved"] = 11.9
+    assert not cli.summarise(BOARDS["icebreaker"], nextpnr)["timing_met"]
+    assert "**NO**" in cli.markdown(cli.summarise(BOARDS["icebreaker"], nextpnr))
