@@ -1,0 +1,395 @@
+"""The 2D DMA engine: AXI4 master with independent read and write engines."""
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, exact_log2
+
+from sw.isa import ErrorCause
+
+from .axi import AXI4Signature, AxiBurst, AxiResp
+from .burst import ROW_BYTES_WIDTH, BurstGen, burst_layout, dma_cmd_layout, dma_status_layout
+from .config import Config
+
+
+__all__ = ["Dma", "dma_cmd_layout", "dma_status_layout", "dma_data_layout", "COUNTER_WIDTH"]
+
+
+COUNTER_WIDTH = 32
+
+
+def dma_data_layout(cfg):
+    """One bus-wide beat of a row: the row's bytes from lane 0, ``row_last`` / ``last`` marks."""
+    return data.StructLayout({
+        "data": unsigned(cfg.dma_data_width),
+        "row_last": unsigned(1),
+        "last": unsigned(1),
+    })
+
+
+def _bus_error_cause(resp):
+    return Mux(resp == AxiResp.DECERR, ErrorCause.DMA_DECERR, ErrorCause.DMA_SLVERR)
+
+
+def _is_error(resp):
+    return (resp == AxiResp.SLVERR) | (resp == AxiResp.DECERR)
+
+
+def _lanes_below(m, count, bus_bytes):
+    """Byte-lane mask of the lanes ``l < count``."""
+    mask = Signal(bus_bytes)
+    m.d.comb += mask.eq(Cat(count > lane for lane in range(bus_bytes)))
+    return mask
+
+
+def _expand_bytes(mask, bus_bytes):
+    return Cat(mask[lane].replicate(8) for lane in range(bus_bytes))
+
+
+def _sat_sub(value, amount):
+    return Mux(value > amount, value - amount, 0)
+
+
+class Dma(wiring.Component):
+    """AXI4 master moving 2D blocks between DRAM and bus-wide row beats.
+
+    A command ``{addr, rows, row_bytes, stride}`` names ``rows`` rows of ``row_bytes`` bytes,
+    row ``r`` at byte address ``addr + r*stride`` (any alignment). The read and the write
+    engine are independent, so a load and a store overlap on the bus.
+
+    Ports
+      m_axi        Out(AXI4Signature(addr_width, dma_data_width, id_width)). INCR bursts,
+                   AxSIZE = log2(bus bytes), ID 0, at most ``cfg.max_burst_beats`` beats, never
+                   across 4 KiB; every burst starts at a bus-aligned address; rows are split
+                   into bursts independently (unaligned ends use WSTRB on writes and are
+                   discarded on reads). AxVALID / WVALID come from registers and hold until
+                   their handshake. RREADY and BREADY stay high.
+      rd_cmd       In(stream(dma_cmd_layout)).
+      rd_data      Out(stream{data, row_last, last}): each row from lane 0 in exactly
+                   ``ceil(row_bytes / bus_bytes)`` beats, lanes past the row end zero,
+                   ``row_last`` on a row's last beat, ``last`` on the command's last beat.
+      rd_status    Out(stream{cause, addr}): one per read command, after its data.
+      wr_cmd       In(stream(dma_cmd_layout)).
+      wr_data      In(stream{data, row_last, last}): the rows to write, same format as
+                   ``rd_data`` (``row_last`` is not used; ``last`` ends a faulted command).
+      wr_status    Out(stream{cause, addr}): one per write command, after its last B response.
+      window_base, window_size   In(addr_width): the DRAM window every row must lie in.
+      bytes_read, bytes_written  Out(32): running counts of the payload bytes delivered on
+                   ``rd_data`` / written with WSTRB set, wrapping.
+      clear_counters             In(1): clears both counts.
+
+    Latency
+      The first AR (AW) is valid 2 cycles after ``rd_cmd`` (``wr_cmd``) is accepted. An R
+      beat leaves on ``rd_data`` 2 cycles after its handshake (the extra last beat of an
+      unaligned row one cycle later); ``rd_status`` is valid the cycle after the command's
+      last ``rd_data`` beat. ``wr_data`` beats are taken from the cycle after the first AW is
+      valid, each W beat is valid the cycle after its ``wr_data`` beat was taken, and
+      ``wr_status`` is valid the cycle after the last B response.
+
+    Throughput
+      One bus beat per cycle in each direction. Up to ``cfg.max_outstanding`` read bursts
+      are in flight, limited further so that their data fits in a buffer of
+      ``2 * cfg.max_burst_beats`` beats: RREADY never drops. Up to ``cfg.max_outstanding``
+      write bursts await their B response; AW runs ahead of W. An unaligned read row costs
+      at most one extra cycle at its end. The read engine takes a new command while the
+      previous one is still draining (two in flight); the write engine takes a new command
+      after the previous one's ``wr_status`` has been accepted.
+
+    Faults
+      Rows are window-checked in order before any burst of the row is issued. The first row
+      outside ``[window_base, window_base + window_size)`` ends the command: no AR/AW for it
+      or later rows, bursts already issued complete, read data still due is drained and not
+      delivered, the command's remaining ``wr_data`` beats (up to the one with ``last``) are
+      consumed, then the status is ``{DMA_WINDOW, row address}``. A SLVERR / DECERR on R or
+      B stops the command the same way with ``{DMA_SLVERR / DMA_DECERR, burst address}``;
+      write beats produced after the error response has arrived carry WSTRB = 0. On a fault,
+      ``rd_data`` stops delivering at the faulting point: a row may end without
+      ``row_last``, and the command's data without ``last``; ``rd_status`` tells why.
+      A command with ``rows = 0`` or ``row_bytes = 0`` moves nothing and gets status NONE.
+    """
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"cfg must be a hw.config.Config, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "m_axi": Out(AXI4Signature(cfg.addr_width, cfg.dma_data_width, cfg.id_width)),
+            "rd_cmd": In(stream.Signature(dma_cmd_layout(cfg))),
+            "rd_data": Out(stream.Signature(dma_data_layout(cfg))),
+            "rd_status": Out(stream.Signature(dma_status_layout(cfg))),
+            "wr_cmd": In(stream.Signature(dma_cmd_layout(cfg))),
+            "wr_data": In(stream.Signature(dma_data_layout(cfg))),
+            "wr_status": Out(stream.Signature(dma_status_layout(cfg))),
+            "window_base": In(cfg.addr_width),
+            "window_size": In(cfg.addr_width),
+            "bytes_read": Out(COUNTER_WIDTH),
+            "bytes_written": Out(COUNTER_WIDTH),
+            "clear_counters": In(1),
+        })
+
+    @property
+    def read_buffer_beats(self):
+        return 2 * self._cfg.max_burst_beats
+
+    def elaborate(self, platform):
+        m = Module()
+        axi = self.m_axi
+        size = exact_log2(self._cfg.bus_bytes)
+        m.d.comb += [axi.arsize.eq(size), axi.arburst.eq(AxiBurst.INCR),
+                     axi.awsize.eq(size), axi.awburst.eq(AxiBurst.INCR)]
+        read_bytes = self._read_engine(m)
+        write_bytes = self._write_engine(m)
+        with m.If(self.clear_counters):
+            m.d.sync += [self.bytes_read.eq(0), self.bytes_written.eq(0)]
+        with m.Else():
+            m.d.sync += [self.bytes_read.eq(self.bytes_read + read_bytes),
+                         self.bytes_written.eq(self.bytes_written + write_bytes)]
+        return m
+
+    def _burst_gen(self, m, name, cmd, status, in_flight):
+        """A BurstGen fed from ``cmd`` with at most ``in_flight`` commands between their
+        acceptance and their ``status``."""
+        gen = m.submodules[name] = BurstGen(self._cfg)
+        wiring.connect(m, wiring.flipped(cmd), gen.cmd)
+        count = Signal(range(in_flight + 1), name=f"{name}_in_flight")
+        started = gen.cmd.valid & gen.cmd.ready
+        finished = status.valid & status.ready
+        m.d.comb += [gen.start.eq(count < in_flight), gen.window_base.eq(self.window_base),
+                     gen.window_size.eq(self.window_size)]
+        m.d.sync += count.eq(count + started - finished)
+        return gen
+
+    def _read_engine(self, m):
+        """AR issue with buffer credits, R buffer, realignment; returns bytes delivered now."""
+        cfg = self._cfg
+        axi = self.m_axi
+        bus_bytes = cfg.bus_bytes
+        dw = cfg.dma_data_width
+        layout = burst_layout(cfg)
+        depth = self.read_buffer_beats
+        # Two commands in flight: the next one's ARs go out while the last one's data drains.
+        # Burst tags alternate, so a failed command's bursts are told from the next one's.
+        gen = self._burst_gen(m, "rd_gen", self.rd_cmd, self.rd_status, in_flight=2)
+        dbuf = m.submodules.rd_buf = fifo.SyncFIFOBuffered(width=dw + len(axi.rresp),
+                                                            depth=depth)
+        meta_fifo = m.submodules.rd_meta = fifo.SyncFIFOBuffered(
+            width=layout.size, depth=cfg.max_outstanding + 1)
+        meta = data.View(layout, meta_fifo.r_data)
+
+        # Beats of issued bursts not yet taken out of the buffer: an AR goes out only when
+        # its whole burst fits, which is why RREADY never needs to drop.
+        reserved = Signal(range(depth + 1))
+        reserve = Signal(range(depth + 1))
+        release = Signal()
+        m.d.sync += reserved.eq(reserved + reserve - release)
+
+        # AR issue.
+        # Tags of the bursts whose R beats are due, in order, so an error response stops the
+        # issue of its own command's remaining bursts as soon as it arrives.
+        due_tags = m.submodules.rd_due_tags = fifo.SyncFIFO(width=1, depth=cfg.max_outstanding)
+        stopped = Signal()
+        stopped_tag = Signal()
+
+        burst = gen.o.p
+        ar_free = ~axi.arvalid | axi.arready
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += axi.arvalid.eq(0)
+        with m.If(gen.o.valid):
+            with m.If(burst.end):
+                m.d.comb += [gen.o.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
+            with m.Elif(stopped & (burst.tag == stopped_tag)):
+                m.d.comb += gen.o.ready.eq(1)
+            with m.Elif(ar_free & (meta_fifo.w_level < cfg.max_outstanding)
+                        & (reserved + burst.len + 1 <= depth)):
+                m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), due_tags.w_en.eq(1),
+                             reserve.eq(burst.len + 1)]
+                m.d.sync += [axi.arvalid.eq(1), axi.araddr.eq(burst.addr),
+                             axi.arlen.eq(burst.len)]
+        m.d.comb += [meta_fifo.w_data.eq(burst), due_tags.w_data.eq(burst.tag)]
+
+        # R into the buffer.
+        m.d.comb += [axi.rready.eq(dbuf.w_rdy), dbuf.w_en.eq(axi.rvalid),
+                     dbuf.w_data.eq(Cat(axi.rdata, axi.rresp)),
+                     due_tags.r_en.eq(axi.rvalid & axi.rready & axi.rlast)]
+        r_error = axi.rvalid & axi.rready & _is_error(axi.rresp)
+        with m.If(r_error):
+            m.d.sync += [stopped.eq(1), stopped_tag.eq(due_tags.r_data)]
+
+        # The command at the head of the realignment saw an error response: drop its data.
+        failed = Signal()
+        fail_cause = Signal(ErrorCause)
+        fail_addr = Signal(cfg.addr_width)
+
+        # Realignment: output beat j of a row is bytes [offset + j*B, offset + (j+1)*B) of the
+        # row's bus beats, i.e. the previous and the current bus beat shifted by the offset.
+        beat = dbuf.r_data[:dw]
+        resp = dbuf.r_data[dw:]
+        offset = meta.offset
+        beat_idx = Signal(len(meta.len))
+        prev = Signal(dw)
+        out_rem = Signal(ROW_BYTES_WIDTH)  # bytes of the row not yet delivered
+        flush = Signal()                   # the row's last beat is only in `prev`
+
+        first_beat = Signal()
+        cur_rem = Signal(ROW_BYTES_WIDTH)
+        shifted = Signal(2 * dw)
+        aligned = Signal(dw)
+        m.d.comb += [
+            first_beat.eq(meta.row_first & (beat_idx == 0) & ~flush),
+            cur_rem.eq(Mux(first_beat, meta.row_bytes, out_rem)),
+            shifted.eq(Cat(prev, Mux(flush, 0, beat)) >> Cat(Const(0, 3), offset)),
+            aligned.eq(Mux((offset == 0) & ~flush, beat, shifted[:dw])),
+        ]
+        out = self.rd_data
+        m.d.comb += [
+            out.p.data.eq(aligned & _expand_bytes(_lanes_below(m, cur_rem, bus_bytes),
+                                                  bus_bytes)),
+            out.p.row_last.eq(cur_rem <= bus_bytes),
+            out.p.last.eq((cur_rem <= bus_bytes) & meta.cmd_last),
+        ]
+        delivered = Mux(out.valid & out.ready, Mux(cur_rem < bus_bytes, cur_rem, bus_bytes), 0)
+        status = self.rd_status
+        last_of_burst = beat_idx == meta.len
+
+        with m.If(meta_fifo.r_rdy & meta.end):
+            m.d.comb += [status.valid.eq(1),
+                         status.p.cause.eq(Mux(failed, fail_cause, meta.cause)),
+                         status.p.addr.eq(Mux(failed, fail_addr, meta.addr))]
+            with m.If(status.ready):
+                m.d.comb += meta_fifo.r_en.eq(1)
+                m.d.sync += failed.eq(0)
+                with m.If((meta.tag == stopped_tag) & ~r_error):
+                    m.d.sync += stopped.eq(0)
+        with m.Elif(meta_fifo.r_rdy & flush):
+            m.d.comb += out.valid.eq(~failed)
+            with m.If(out.ready | failed):
+                m.d.comb += meta_fifo.r_en.eq(1)
+                m.d.sync += [flush.eq(0), out_rem.eq(0)]
+        with m.Elif(meta_fifo.r_rdy & dbuf.r_rdy):
+            beat_error = _is_error(resp)
+            emit = ~(first_beat & (offset != 0)) & ~failed & ~beat_error
+            m.d.comb += out.valid.eq(emit)
+            with m.If(out.ready | ~emit):
+                m.d.comb += [dbuf.r_en.eq(1), release.eq(1)]
+                m.d.sync += [prev.eq(beat), beat_idx.eq(beat_idx + 1),
+                             out_rem.eq(Mux(emit, _sat_sub(cur_rem, bus_bytes), cur_rem))]
+                with m.If(beat_error & ~failed):
+                    m.d.sync += [failed.eq(1), fail_cause.eq(_bus_error_cause(resp)),
+                                 fail_addr.eq(meta.addr)]
+                with m.If(last_of_burst):
+                    m.d.sync += beat_idx.eq(0)
+                    row_left = Mux(emit, _sat_sub(cur_rem, bus_bytes), cur_rem)
+                    with m.If(meta.row_last & ~failed & ~beat_error & (row_left != 0)):
+                        m.d.sync += flush.eq(1)
+                    with m.Else():
+                        m.d.comb += meta_fifo.r_en.eq(1)
+        return delivered
+
+    def _write_engine(self, m):
+        """AW issue, W realignment and strobes, B tracking; returns bytes written now."""
+        cfg = self._cfg
+        axi = self.m_axi
+        bus_bytes = cfg.bus_bytes
+        dw = cfg.dma_data_width
+        layout = burst_layout(cfg)
+        gen = self._burst_gen(m, "wr_gen", self.wr_cmd, self.wr_status, in_flight=1)
+        meta_fifo = m.submodules.wr_meta = fifo.SyncFIFOBuffered(
+            width=layout.size, depth=cfg.max_outstanding + 1)
+        meta = data.View(layout, meta_fifo.r_data)
+        # Addresses of the bursts awaiting their B response, to report a failing one.
+        pending = m.submodules.wr_pending = fifo.SyncFIFO(width=cfg.addr_width,
+                                                          depth=cfg.max_outstanding)
+        bus_error = Signal()
+        fail_cause = Signal(ErrorCause)
+        fail_addr = Signal(cfg.addr_width)
+
+        # AW issue.
+        burst = gen.o.p
+        aw_free = ~axi.awvalid | axi.awready
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += axi.awvalid.eq(0)
+        with m.If(gen.o.valid):
+            with m.If(burst.end):
+                m.d.comb += [gen.o.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
+            with m.Elif(bus_error):
+                m.d.comb += gen.o.ready.eq(1)
+            with m.Elif(aw_free & (meta_fifo.w_level < cfg.max_outstanding) & pending.w_rdy):
+                m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), pending.w_en.eq(1)]
+                m.d.sync += [axi.awvalid.eq(1), axi.awaddr.eq(burst.addr),
+                             axi.awlen.eq(burst.len)]
+        m.d.comb += [meta_fifo.w_data.eq(burst), pending.w_data.eq(burst.addr)]
+
+        # B.
+        m.d.comb += [axi.bready.eq(1), pending.r_en.eq(axi.bvalid)]
+        with m.If(axi.bvalid & _is_error(axi.bresp) & ~bus_error):
+            m.d.sync += [bus_error.eq(1), fail_cause.eq(_bus_error_cause(axi.bresp)),
+                         fail_addr.eq(pending.r_data)]
+
+        # W: bus beat k of a row holds input beats k-1 and k shifted up by the row's offset.
+        offset = meta.offset
+        beat_idx = Signal(len(meta.len))
+        prev = Signal(dw)
+        bus_rem = Signal(ROW_BYTES_WIDTH + 1)  # bytes from this bus beat's lane 0 to row end
+        in_rem = Signal(ROW_BYTES_WIDTH)       # row bytes not yet taken from wr_data
+        last_seen = Signal()                   # the command's `last` wr_data beat was taken
+        ended = Signal()
+        end_cause = Signal(ErrorCause)
+        end_addr = Signal(cfg.addr_width)
+        written = Signal(bits_for(bus_bytes))
+
+        first_beat = Signal()
+        cur_bus_rem = Signal.like(bus_rem)
+        cur_in_rem = Signal.like(in_rem)
+        low = Signal.like(offset)
+        need_in = Signal()
+        incoming = Signal(dw)
+        shifted = Signal(2 * dw)
+        strobe = Signal(bus_bytes)
+        m.d.comb += [
+            first_beat.eq(meta.row_first & (beat_idx == 0)),
+            cur_bus_rem.eq(Mux(first_beat, offset + meta.row_bytes, bus_rem)),
+            cur_in_rem.eq(Mux(first_beat, meta.row_bytes, in_rem)),
+            low.eq(Mux(first_beat, offset, 0)),
+            need_in.eq(cur_in_rem != 0),
+            incoming.eq(Mux(need_in, self.wr_data.p.data, 0)),
+            shifted.eq(Cat(Mux(first_beat, 0, prev), incoming)
+                       >> Cat(Const(0, 3), bus_bytes - offset)),
+            strobe.eq(Mux(bus_error, 0,
+                          Cat((lane >= low) & (cur_bus_rem > lane) for lane in range(bus_bytes)))),
+        ]
+
+        w_free = ~axi.wvalid | axi.wready
+        with m.If(axi.wvalid & axi.wready):
+            m.d.sync += axi.wvalid.eq(0)
+        with m.If(meta_fifo.r_rdy & ~meta.end & w_free & (~need_in | self.wr_data.valid)):
+            m.d.comb += self.wr_data.ready.eq(need_in)
+            m.d.sync += [
+                axi.wvalid.eq(1), axi.wdata.eq(shifted[:dw]), axi.wstrb.eq(strobe),
+                axi.wlast.eq(beat_idx == meta.len),
+                written.eq(sum(strobe[lane] for lane in range(bus_bytes))),
+                prev.eq(incoming),
+                bus_rem.eq(_sat_sub(cur_bus_rem, bus_bytes)),
+                in_rem.eq(_sat_sub(cur_in_rem, bus_bytes)),
+                beat_idx.eq(beat_idx + 1),
+            ]
+            with m.If(need_in & self.wr_data.p.last):
+                m.d.sync += last_seen.eq(1)
+            with m.If(beat_idx == meta.len):
+                m.d.comb += meta_fifo.r_en.eq(1)
+                m.d.sync += beat_idx.eq(0)
+        with m.Elif(meta_fifo.r_rdy & meta.end):
+            with m.If(meta.has_data & ~last_seen):
+                m.d.comb += self.wr_data.ready.eq(1)
+                with m.If(self.wr_data.valid & self.wr_data.p.last):
+                    m.d.sync += last_seen.eq(1)
+            with m.Else():
+                m.d.comb += meta_fifo.r_en.eq(1)
+                m.d.sync += [ended.eq(1), end_cause.eq(meta.cause), end_addr.eq(meta.addr)]
+
+        status = self.wr_status
+        m.d.comb += [status.valid.eq(ended & ~pending.r_rdy & ~axi.wvalid),
+                     status.p.cause.eq(Mux(bus_error, fail_cause, end_cause)),
+                     status.p.addr.eq(Mux(bus_error, fail_addr, end_addr))]
+        with m.If(status.valid & status.ready):
+            m.d.sync += [ended.eq(0), bus_error.eq(0), last_seen.eq(0)]
+        return Mux(axi.wvalid & axi.wready, written, 0)

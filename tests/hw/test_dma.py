@@ -1,0 +1,393 @@
+"""hw.dma.Dma in amaranth.sim against a small Python AXI4 memory with random stalls."""
+
+import os
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from hw.axi import AXI_4K, AxiResp
+from hw.config import Config
+from hw.dma import Dma
+from sw.isa import ErrorCause
+
+
+MEM_BYTES = 1 << 16
+
+
+def _seed():
+    seed = int(os.environ.get("SEED", random.randrange(1 << 32)))
+    print(f"SEED={seed}")
+    return seed
+
+
+def _cfg(width):
+    return Config(dma_data_width=width, addr_width=17, max_burst_beats=8, max_outstanding=2,
+                  dram_size=MEM_BYTES)
+
+
+class AxiMemory:
+    """AXI4 slave over a bytearray: random ready/valid stalls, in-order responses, protocol
+    checks (bursts aligned, <= max beats, inside one 4 KiB page, VALID held until READY)
+    and error responses for the bursts that touch ``errors`` ({address range: AxiResp})."""
+
+    def __init__(self, cfg, rng, stall=0.0):
+        self.cfg = cfg
+        self.rng = rng
+        self.stall = stall
+        self.mem = bytearray(rng.randbytes(MEM_BYTES))
+        self.errors = {}
+        self.reads = []
+        self.writes = []
+
+    def _resp(self, addr, beats):
+        for rng_, resp in self.errors.items():
+            if addr < rng_.stop and rng_.start < addr + beats * self.cfg.bus_bytes:
+                return resp
+        return AxiResp.OKAY
+
+    def _check_burst(self, addr, length):
+        bus_bytes = self.cfg.bus_bytes
+        beats = length + 1
+        assert addr % bus_bytes == 0, f"unaligned burst at {addr:#x}"
+        assert beats <= self.cfg.max_burst_beats, f"{beats}-beat burst at {addr:#x}"
+        assert addr // AXI_4K == (addr + beats * bus_bytes - 1) // AXI_4K, \
+            f"burst at {addr:#x} x{beats} crosses 4 KiB"
+
+    def _go(self):
+        return self.rng.random() >= self.stall
+
+    async def run(self, ctx, axi):
+        bus_bytes = self.cfg.bus_bytes
+        r_beats, w_bursts, b_queue = [], [], []
+        w_beat = 0
+        held = {}
+        while True:
+            ctx.set(axi.arready, self._go())
+            ctx.set(axi.awready, self._go())
+            ctx.set(axi.wready, bool(w_bursts) and self._go())
+            if r_beats and (ctx.get(axi.rvalid) or self._go()):
+                addr, last, resp = r_beats[0]
+                word = int.from_bytes(self.mem[addr:addr + bus_bytes], "little")
+                ctx.set(axi.rdata, word if resp == AxiResp.OKAY else 0)
+                ctx.set(axi.rresp, resp)
+                ctx.set(axi.rlast, last)
+                ctx.set(axi.rvalid, 1)
+            else:
+                ctx.set(axi.rvalid, 0)
+            if b_queue and (ctx.get(axi.bvalid) or self._go()):
+                ctx.set(axi.bresp, b_queue[0])
+                ctx.set(axi.bvalid, 1)
+            else:
+                ctx.set(axi.bvalid, 0)
+            names = ["arvalid", "arready", "araddr", "arlen", "rvalid", "rready",
+                     "awvalid", "awready", "awaddr", "awlen", "wvalid", "wready", "wdata",
+                     "wstrb", "wlast", "bvalid", "bready"]
+            _, _, *values = await ctx.tick().sample(*(getattr(axi, n) for n in names))
+            s = dict(zip(names, values))
+            for ch, fields in (("ar", ("araddr", "arlen")), ("aw", ("awaddr", "awlen")),
+                               ("w", ("wdata", "wstrb", "wlast"))):
+                if ch in held:
+                    assert s[f"{ch}valid"], f"{ch.upper()}VALID dropped before READY"
+                    assert held[ch] == tuple(s[f] for f in fields), f"{ch.upper()} changed"
+                if s[f"{ch}valid"] and not s[f"{ch}ready"]:
+                    held[ch] = tuple(s[f] for f in fields)
+                else:
+                    held.pop(ch, None)
+            if s["arvalid"] and s["arready"]:
+                self._check_burst(s["araddr"], s["arlen"])
+                self.reads.append((s["araddr"], s["arlen"] + 1))
+                resp = self._resp(s["araddr"], s["arlen"] + 1)
+                r_beats += [(s["araddr"] + i * bus_bytes, i == s["arlen"], resp)
+                            for i in range(s["arlen"] + 1)]
+            if s["rvalid"] and s["rready"]:
+                r_beats.pop(0)
+            if s["awvalid"] and s["awready"]:
+                self._check_burst(s["awaddr"], s["awlen"])
+                self.writes.append((s["awaddr"], s["awlen"] + 1))
+                w_bursts.append((s["awaddr"], s["awlen"] + 1))
+            if s["wvalid"] and s["wready"]:
+                addr, beats = w_bursts[0]
+                assert s["wlast"] == (w_beat == beats - 1), "WLAST misplaced"
+                resp = self._resp(addr, beats)
+                if resp == AxiResp.OKAY:
+                    base = addr + w_beat * bus_bytes
+                    for lane in range(bus_bytes):
+                        if s["wstrb"] >> lane & 1:
+                            self.mem[base + lane] = s["wdata"] >> (8 * lane) & 0xff
+                w_beat += 1
+                if w_beat == beats:
+                    w_bursts.pop(0)
+                    w_beat = 0
+                    b_queue.append(resp)
+            if s["bvalid"] and s["bready"]:
+                b_queue.pop(0)
+
+
+def _rows(cmd):
+    return [(cmd["addr"] + r * cmd["stride"], cmd["row_bytes"]) for r in range(cmd["rows"])]
+
+
+def _beats(row, bus_bytes):
+    """A row as rd_data / wr_data beats: bytes from lane 0, zero past the end."""
+    padded = bytes(row) + bytes(-len(row) % bus_bytes)
+    return [int.from_bytes(padded[i:i + bus_bytes], "little")
+            for i in range(0, len(padded), bus_bytes)]
+
+
+def _expected_rows(cmd, window, mem):
+    """(rows that happen, status) under the window rule (bus errors aside)."""
+    lo, size = window
+    done = []
+    for addr, n in _rows(cmd):
+        if not (lo <= addr and addr + n <= lo + size and addr + n <= MEM_BYTES):
+            return done, (ErrorCause.DMA_WINDOW, addr)
+        done.append((addr, n))
+    return done, (ErrorCause.NONE, 0)
+
+
+class Harness:
+    def __init__(self, width, seed, stall=0.0, out_stall=0.0):
+        self.cfg = _cfg(width)
+        self.rng = random.Random(seed)
+        self.dut = Dma(self.cfg)
+        self.mem = AxiMemory(self.cfg, self.rng, stall)
+        self.out_stall = out_stall
+        self.window = (0, MEM_BYTES)
+        self.finished = 0
+
+    async def send(self, ctx, port, payload):
+        ctx.set(port.p, payload)
+        ctx.set(port.valid, 1)
+        await ctx.tick().until(port.ready)
+        ctx.set(port.valid, 0)
+
+    async def recv(self, ctx, port, stall):
+        while True:
+            ready = self.rng.random() >= stall
+            ctx.set(port.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(port.valid, port.p)
+            if valid and ready:
+                ctx.set(port.ready, 0)
+                return payload
+
+    async def read(self, ctx, cmd):
+        """Issue a read; return (beats as (data, row_last, last), status)."""
+        await self.send(ctx, self.dut.rd_cmd, cmd)
+        beats = []
+        expect = -(-cmd["row_bytes"] // self.cfg.bus_bytes) * cmd["rows"]
+        while True:
+            port = self.dut.rd_data
+            ready = self.rng.random() >= self.out_stall
+            ctx.set(port.ready, ready)
+            ctx.set(self.dut.rd_status.ready, 1)
+            _, _, valid, payload, s_valid, status = await ctx.tick().sample(
+                port.valid, port.p, self.dut.rd_status.valid, self.dut.rd_status.p)
+            if valid and ready:
+                beats.append((payload.data, payload.row_last, payload.last))
+                assert len(beats) <= expect
+            if s_valid:
+                ctx.set(port.ready, 0)
+                ctx.set(self.dut.rd_status.ready, 0)
+                return beats, (ErrorCause(status.cause), status.addr)
+
+    async def write(self, ctx, cmd, rows_data):
+        """Issue a write of ``rows_data`` (a list of bytes per row); return the status."""
+        await self.send(ctx, self.dut.wr_cmd, cmd)
+        beats = [(b, i == len(row) - 1) for row in rows_data
+                 for i, b in enumerate(_beats(row, self.cfg.bus_bytes))]
+        port = self.dut.wr_data
+        status_port = self.dut.wr_status
+        ctx.set(status_port.ready, 1)
+        idx = 0
+        while True:
+            if idx < len(beats):
+                offer = self.rng.random() >= self.out_stall
+                ctx.set(port.valid, offer)
+                ctx.set(port.p, {"data": beats[idx][0], "row_last": beats[idx][1],
+                                 "last": idx == len(beats) - 1})
+            else:
+                offer = False
+                ctx.set(port.valid, 0)
+            _, _, ready, s_valid, status = await ctx.tick().sample(
+                port.ready, status_port.valid, status_port.p)
+            if offer and ready:
+                idx += 1
+            if s_valid:
+                ctx.set(port.valid, 0)
+                ctx.set(status_port.ready, 0)
+                assert idx == len(beats), "wr_status before all wr_data was consumed"
+                return ErrorCause(status.cause), status.addr
+
+    def run(self, *testbenches, cycles_limit=200_000):
+        period, cycles = 1e-8, 0
+        sim = Simulator(self.dut)
+        sim.add_clock(period)
+
+        async def slave(ctx):
+            await self.mem.run(ctx, self.dut.m_axi)
+
+        async def setup(ctx):
+            ctx.set(self.dut.window_base, self.window[0])
+            ctx.set(self.dut.window_size, self.window[1])
+
+        sim.add_testbench(slave, background=True)
+        sim.add_testbench(setup)
+        for tb in testbenches:
+            sim.add_testbench(tb)
+        while self.finished < len(testbenches):
+            assert cycles < cycles_limit, "testbench hung"
+            cycles += 1000
+            sim.run_until(cycles * period)
+
+
+def _random_cmd(rng, cfg, region, max_rows=4, max_row_bytes=70):
+    bus = cfg.bus_bytes
+    rows = rng.randint(1, max_rows)
+    whole = rng.randint(1, max_row_bytes // bus) * bus  # bus-multiple rows hit the edge cases
+    row_bytes = rng.choice([rng.randint(1, max_row_bytes), whole, whole + rng.choice([-1, 1])])
+    stride = rng.choice([row_bytes, row_bytes + rng.randint(0, 40), rng.randint(1, 300)])
+    span = (rows - 1) * stride + row_bytes
+    addr = rng.randrange(region.start, region.stop - span)
+    if rng.random() < 0.3:
+        addr -= addr % bus
+    if rng.random() < 0.2:  # end right at a 4 KiB page to force a split
+        addr = max(region.start, (addr // AXI_4K + 1) * AXI_4K - rng.randint(1, row_bytes))
+        addr = min(addr, region.stop - span)
+    return {"addr": addr, "rows": rows, "row_bytes": row_bytes, "stride": stride}
+
+
+def _check_read(h, cmd, beats, status, mem):
+    rows, want_status = _expected_rows(cmd, h.window, mem)
+    want = []
+    for addr, n in rows:
+        row = _beats(mem[addr:addr + n], h.cfg.bus_bytes)
+        want += [(b, i == len(row) - 1, False) for i, b in enumerate(row)]
+    if want and want_status[0] == ErrorCause.NONE:
+        want[-1] = (want[-1][0], True, True)
+    assert status == want_status, (cmd, status, want_status)
+    assert beats == want, cmd
+
+
+def _write_expect(cmd, rows_data, window, mem):
+    rows, status = _expected_rows(cmd, window, mem)
+    for (addr, n), row in zip(rows, rows_data):
+        mem[addr:addr + n] = row
+    return status
+
+
+@pytest.mark.parametrize("width", [32, 64, 128])
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+def test_random_transfers(width, stall):
+    """Concurrent random reads (low half) and writes (high half), byte-exact."""
+    seed = _seed()
+    h = Harness(width, seed, stall=stall, out_stall=stall)
+    reference = bytearray(h.mem.mem)
+    n_cmds = 12
+
+    async def reads(ctx):
+        for _ in range(n_cmds):
+            cmd = _random_cmd(h.rng, h.cfg, range(0, MEM_BYTES // 2))
+            beats, status = await h.read(ctx, cmd)
+            _check_read(h, cmd, beats, status, reference)
+        h.finished += 1
+
+    async def writes(ctx):
+        for _ in range(n_cmds):
+            cmd = _random_cmd(h.rng, h.cfg, range(MEM_BYTES // 2, MEM_BYTES))
+            rows_data = [h.rng.randbytes(cmd["row_bytes"]) for _ in range(cmd["rows"])]
+            status = await h.write(ctx, cmd, rows_data)
+            assert status == _write_expect(cmd, rows_data, h.window, reference), cmd
+        h.finished += 1
+
+    h.run(reads, writes)
+    assert h.mem.mem == reference
+
+
+@pytest.mark.parametrize("width", [32, 128])
+def test_window_faults(width):
+    """Rows leaving the window stop the command at that row; later commands still work."""
+    seed = _seed()
+    h = Harness(width, seed, stall=0.3, out_stall=0.3)
+    h.window = (0x2000, 0x4000)
+    reference = bytearray(h.mem.mem)
+
+    async def tb(ctx):
+        cases = [
+            {"addr": 0x1ff0, "rows": 2, "row_bytes": 16, "stride": 64},     # first row below
+            {"addr": 0x5f00, "rows": 5, "row_bytes": 40, "stride": 0x80},   # third row past end
+            {"addr": 0x5fd8, "rows": 3, "row_bytes": 40, "stride": 1},      # second row straddles
+            {"addr": 0x2003, "rows": 3, "row_bytes": 21, "stride": 33},     # all inside
+        ]
+        for cmd in cases:
+            beats, status = await h.read(ctx, cmd)
+            _check_read(h, cmd, beats, status, reference)
+            rows_data = [h.rng.randbytes(cmd["row_bytes"]) for _ in range(cmd["rows"])]
+            status = await h.write(ctx, cmd, rows_data)
+            assert status == _write_expect(cmd, rows_data, h.window, reference), cmd
+        h.finished += 1
+
+    h.run(tb)
+    assert h.mem.mem == reference
+
+
+@pytest.mark.parametrize("resp", [AxiResp.SLVERR, AxiResp.DECERR])
+def test_bus_errors(resp):
+    """An error response ends the command with its cause and burst address, cleanly."""
+    seed = _seed()
+    h = Harness(64, seed, stall=0.3, out_stall=0.3)
+    bad = range(0x3000, 0x3040)
+    h.mem.errors[bad] = resp
+    cause = ErrorCause.DMA_SLVERR if resp == AxiResp.SLVERR else ErrorCause.DMA_DECERR
+    reference = bytearray(h.mem.mem)
+
+    async def tb(ctx):
+        cmd = {"addr": 0x2f80, "rows": 6, "row_bytes": 64, "stride": 64}
+        beats, status = await h.read(ctx, cmd)
+        assert status == (cause, 0x3000)
+        good_beats = (0x3000 - 0x2f80) // h.cfg.bus_bytes
+        want = [(int.from_bytes(reference[a:a + 8], "little"), (a + 8) % 64 == 0, False)
+                for a in range(0x2f80, 0x3000, 8)]
+        assert beats == want[:good_beats]
+        rows_data = [h.rng.randbytes(64) for _ in range(6)]
+        status = await h.write(ctx, cmd, rows_data)
+        assert status == (cause, 0x3000)
+        # Rows before the failing burst are written; the failing one is not.
+        reference[0x2f80:0x3000] = b"".join(rows_data[:2])
+        assert h.mem.mem[0x2f80:0x3040] == reference[0x2f80:0x3040]
+        # Later commands work.
+        ok = {"addr": 0x100, "rows": 2, "row_bytes": 10, "stride": 30}
+        beats, status = await h.read(ctx, ok)
+        _check_read(h, ok, beats, status, reference)
+        h.finished += 1
+
+    h.run(tb)
+    # Bursts after the failing one may have been written before the error arrived;
+    # nothing beyond the command's rows is touched.
+    assert h.mem.mem[:0x2f80] == reference[:0x2f80]
+    assert h.mem.mem[0x2f80 + 6 * 64:] == reference[0x2f80 + 6 * 64:]
+
+
+def test_empty_commands_and_counters():
+    seed = _seed()
+    h = Harness(32, seed)
+
+    async def tb(ctx):
+        for cmd in ({"addr": 0x40, "rows": 0, "row_bytes": 8, "stride": 8},
+                    {"addr": 0x40, "rows": 3, "row_bytes": 0, "stride": 8}):
+            assert await h.read(ctx, cmd) == ([], (ErrorCause.NONE, 0))
+            assert await h.write(ctx, cmd, []) == (ErrorCause.NONE, 0)
+        assert h.mem.reads == [] and h.mem.writes == []
+        cmd = {"addr": 0x41, "rows": 3, "row_bytes": 7, "stride": 9}
+        beats, status = await h.read(ctx, cmd)
+        _check_read(h, cmd, beats, status, h.mem.mem)
+        await h.write(ctx, {**cmd, "addr": 0x1003}, [b"abcdefg"] * 3)
+        assert ctx.get(h.dut.bytes_read) == 21
+        assert ctx.get(h.dut.bytes_written) == 21
+        ctx.set(h.dut.clear_counters, 1)
+        await ctx.tick()
+        ctx.set(h.dut.clear_counters, 0)
+        assert ctx.get(h.dut.bytes_read) == 0 and ctx.get(h.dut.bytes_written) == 0
+        h.finished += 1
+
+    h.run(tb)
