@@ -1,0 +1,154 @@
+"""The load unit: LOAD instructions, DRAM -> scratchpad / accumulator / qparam rows."""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from sw.isa import ErrorCause, LoadDst
+
+from .accumulator import acc_write_layout
+from .burst import dma_cmd_layout, dma_status_layout
+from .decoder import QPARAM_ROWS, instruction_layout
+from .dma import dma_data_layout
+from .queues import UnitPort, command_layout
+from .scratchpad import sp_write_layout
+
+
+__all__ = ["LoadUnit", "qparam_write_layout", "row_beats"]
+
+
+def row_beats(row_bytes, bus_bytes):
+    return -(-row_bytes // bus_bytes)
+
+
+def qparam_write_layout(cfg):
+    return data.StructLayout({
+        "addr": range(QPARAM_ROWS), "data": data.ArrayLayout(32, cfg.cols)})
+
+
+class LoadUnit(wiring.Component):
+    """Executes LOAD: one DMA read command per instruction, its beats packed into local rows.
+
+    Ports
+      cmd          In(stream{word, pc}): LOAD instructions in program order.
+      ctrl         UnitPort: tokens, completion, faults (see :class:`hw.queues.UnitPort`).
+      rd_cmd, rd_data, rd_status   the DMA read engine (through the fetch/load arbiter).
+      sp_write     Out(stream{addr, data}) scratchpad rows (E bytes).
+      acc_write    Out(stream{addr, data, accumulate=0}) accumulator rows (C values).
+      qparam_write Out(stream{addr, data}) quantisation-parameter rows (C int32).
+
+    Each DRAM row arrives as ``ceil(row_bytes / bus_bytes)`` beats from lane 0; the local row
+    is written the cycle its last beat arrives (elements past ``row_elems`` are zero, since
+    the DMA zeroes lanes past the row end and the unused beats are never filled).
+    Throughput: one beat per cycle. An instruction completes (tokens pushed) on the DMA
+    status; a DMA fault is reported with the instruction's pc and the faulting address.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._max_row_bytes = max(cfg.sp_row_bytes, cfg.acc_row_bytes)
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout())),
+            "ctrl": Out(UnitPort(cfg.addr_width)),
+            "rd_cmd": Out(stream.Signature(dma_cmd_layout(cfg))),
+            "rd_data": In(stream.Signature(dma_data_layout(cfg))),
+            "rd_status": In(stream.Signature(dma_status_layout(cfg))),
+            "sp_write": Out(stream.Signature(sp_write_layout(cfg))),
+            "acc_write": Out(stream.Signature(acc_write_layout(cfg))),
+            "qparam_write": Out(stream.Signature(qparam_write_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        bus_bits = cfg.dma_data_width
+        max_beats = row_beats(self._max_row_bytes, cfg.bus_bytes)
+
+        instr = Signal(instruction_layout("LOAD"))
+        pc = Signal.like(self.ctrl.pc)
+        local_addr = Signal.like(instr.local_addr)
+        beat = Signal(range(max_beats + 1))
+        slots = Array(Signal(bus_bits, name=f"slot{i}") for i in range(max_beats))
+        esize_shift = Mux(instr.dst == LoadDst.SP, 0, 2)
+
+        # The row being completed by this beat: filled slots, this beat, zeros after it.
+        row = Signal(max_beats * bus_bits)
+        m.d.comb += row.eq(Cat(
+            Mux(beat == i, self.rd_data.payload.data, Mux(beat > i, slots[i], 0))
+            for i in range(max_beats)))
+
+        sink = Signal(3)  # which local write stream the current row goes to
+        m.d.comb += [
+            self.sp_write.payload.addr.eq(local_addr),
+            self.sp_write.payload.data.eq(row[:cfg.sp_row_bytes * 8]),
+            self.acc_write.payload.addr.eq(local_addr),
+            self.acc_write.payload.accumulate.eq(0),
+            self.qparam_write.payload.addr.eq(local_addr),
+            self.qparam_write.payload.data.eq(row[:cfg.cols * 32]),
+        ]
+        for j in range(cfg.cols):
+            m.d.comb += self.acc_write.payload.data[j].eq(row[32 * j:32 * j + cfg.acc_width])
+        write_ready = Mux(instr.dst == LoadDst.SP, self.sp_write.ready,
+                          Mux(instr.dst == LoadDst.ACC, self.acc_write.ready,
+                              self.qparam_write.ready))
+
+        m.d.comb += [
+            self.ctrl.pc.eq(pc),
+            self.ctrl.pop_prev.eq(instr.pop_prev),
+            self.ctrl.pop_next.eq(instr.pop_next),
+            self.ctrl.push_pc.eq(pc),
+            self.ctrl.error.pc.eq(pc),
+        ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [instr.eq(self.cmd.payload.word), pc.eq(self.cmd.payload.pc)]
+                    m.next = "TOKENS"
+            with m.State("TOKENS"):
+                m.d.comb += self.ctrl.request.eq(1)
+                with m.If(self.ctrl.grant):
+                    m.d.sync += [local_addr.eq(instr.local_addr), beat.eq(0)]
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [
+                    self.ctrl.executing.eq(1),
+                    self.rd_cmd.valid.eq(1),
+                    self.rd_cmd.payload.addr.eq(instr.dram_addr),
+                    self.rd_cmd.payload.rows.eq(instr.rows),
+                    self.rd_cmd.payload.row_bytes.eq(instr.row_elems << esize_shift),
+                    self.rd_cmd.payload.stride.eq(instr.dram_stride),
+                ]
+                with m.If(self.rd_cmd.ready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += self.ctrl.executing.eq(1)
+                last_of_row = self.rd_data.payload.row_last
+                with m.If(self.rd_data.valid & ~last_of_row):
+                    m.d.comb += self.rd_data.ready.eq(1)
+                    m.d.sync += [slots[beat].eq(self.rd_data.payload.data), beat.eq(beat + 1)]
+                with m.If(self.rd_data.valid & last_of_row):
+                    with m.Switch(instr.dst):
+                        with m.Case(LoadDst.SP):
+                            m.d.comb += self.sp_write.valid.eq(1)
+                        with m.Case(LoadDst.ACC):
+                            m.d.comb += self.acc_write.valid.eq(1)
+                        with m.Default():
+                            m.d.comb += self.qparam_write.valid.eq(1)
+                    m.d.comb += self.rd_data.ready.eq(write_ready)
+                    with m.If(write_ready):
+                        m.d.sync += [beat.eq(0), local_addr.eq(local_addr + 1)]
+                # The DMA sends the status after the command's last data beat.
+                with m.If(~self.rd_data.valid & self.rd_status.valid):
+                    m.d.comb += self.rd_status.ready.eq(1)
+                    with m.If(self.rd_status.payload.cause == ErrorCause.NONE):
+                        m.d.comb += [self.ctrl.push_prev.eq(instr.push_prev),
+                                     self.ctrl.push_next.eq(instr.push_next)]
+                    with m.Else():
+                        m.d.comb += [self.ctrl.error_valid.eq(1),
+                                     self.ctrl.error.cause.eq(self.rd_status.payload.cause),
+                                     self.ctrl.error.addr.eq(self.rd_status.payload.addr)]
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,182 @@
+"""The store unit: CONFIG and STORE, accumulator -> output pipeline -> DRAM."""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sw import isa
+from sw.isa import ErrorCause, Opcode
+
+from .accumulator import acc_read_req_layout, acc_read_resp_layout
+from .burst import dma_cmd_layout, dma_status_layout
+from .decoder import QPARAM_ROWS, instruction_layout
+from .dma import dma_data_layout
+from .load_unit import qparam_write_layout, row_beats
+from .output_pipeline import OutputPipeline, QuantParams
+from .queues import UnitPort, command_layout
+
+
+__all__ = ["StoreUnit"]
+
+
+class StoreUnit(wiring.Component):
+    """Executes CONFIG (output-pipeline settings) and STORE, in program order.
+
+    A STORE issues one DMA write command, reads its accumulator rows, passes them through the
+    :class:`~hw.output_pipeline.OutputPipeline` and packs each result row into
+    ``ceil(row_bytes / bus_bytes)`` beats (int8: byte ``j`` = column ``j``; int32: 4 little-
+    endian bytes per column). It completes when the DMA reports the last write response; a
+    fault is reported with the instruction's pc and address. The quantisation-parameter rows
+    (bias, per-column multiplier and shift, two slots) live here, written by LOAD.
+
+    Ports
+      cmd           In(stream{word, pc}): CONFIG / STORE in program order.
+      ctrl          UnitPort (tokens, completion, faults).
+      acc_req, acc_resp   the accumulator's read port.
+      wr_cmd, wr_data, wr_status   the DMA write engine.
+      qparam_write  In(stream{addr, data}): rows from the load unit (always ready).
+
+    Throughput: one accumulator row per ``max(C/output_lanes, beats per row)`` cycles.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout())),
+            "ctrl": Out(UnitPort(cfg.addr_width)),
+            "acc_req": Out(stream.Signature(acc_read_req_layout(cfg))),
+            "acc_resp": In(stream.Signature(acc_read_resp_layout(cfg))),
+            "wr_cmd": Out(stream.Signature(dma_cmd_layout(cfg))),
+            "wr_data": Out(stream.Signature(dma_data_layout(cfg))),
+            "wr_status": In(stream.Signature(dma_status_layout(cfg))),
+            "qparam_write": In(stream.Signature(qparam_write_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        C = cfg.cols
+        m.submodules.pipeline = pipeline = OutputPipeline(cfg)
+
+        # ---- quantisation parameters -------------------------------------------------------
+        qparam = Array(Signal(data.ArrayLayout(32, C), name=f"qparam{i}")
+                       for i in range(QPARAM_ROWS))
+        m.d.comb += self.qparam_write.ready.eq(1)
+        with m.If(self.qparam_write.valid):
+            m.d.sync += qparam[self.qparam_write.payload.addr].eq(self.qparam_write.payload.data)
+
+        out_lo, out_hi = -(1 << (cfg.output_width - 1)), (1 << (cfg.output_width - 1)) - 1
+        # The machine's state before any CONFIG: multiplier 0, full output range.
+        reset_config = (isa.encode("CONFIG", clamp_lo=out_lo, clamp_hi=out_hi)
+                        & ~((1 << 8) - 1))
+        config_word = Signal(isa.INSTR_BITS, init=reset_config)
+        config = data.View(instruction_layout("CONFIG"), config_word)
+
+        instr = Signal(instruction_layout("STORE"))
+        pc = Signal.like(self.ctrl.pc)
+        params = pipeline.params
+        slot = instr.qslot * len(isa.QPARAM_KINDS)
+        m.d.comb += [
+            params.out_int32.eq(instr.out_int32),
+            params.bias_en.eq(config.bias_en),
+            params.per_column.eq(config.per_column),
+            params.multiplier.eq(config.multiplier),
+            params.shift.eq(config.shift),
+            params.zero_point.eq(config.zero_point),
+            params.clamp_lo.eq(config.clamp_lo),
+            params.clamp_hi.eq(config.clamp_hi),
+        ]
+        bias, mult, shift = qparam[slot], qparam[slot + 1], qparam[slot + 2]
+        for j in range(C):
+            m.d.comb += [params.bias[j].eq(bias[j]), params.col_multiplier[j].eq(mult[j]),
+                         params.col_shift[j].eq(shift[j][:len(params.col_shift[j])])]
+
+        m.d.comb += [
+            self.ctrl.pc.eq(pc),
+            self.ctrl.pop_prev.eq(instr.pop_prev),
+            self.ctrl.pop_next.eq(instr.pop_next),
+            self.ctrl.push_pc.eq(pc),
+            self.ctrl.error.pc.eq(pc),
+        ]
+
+        # ---- row packing: pipeline rows -> bus beats ------------------------------------------
+        bus_bits = cfg.dma_data_width
+        max_beats = row_beats(4 * C, cfg.bus_bytes)
+        row_bytes = Signal(range(4 * C + 1))
+        nbeats = Signal(range(max_beats + 1))
+        m.d.comb += row_bytes.eq(Mux(instr.out_int32, instr.row_elems << 2, instr.row_elems))
+        m.d.comb += nbeats.eq((row_bytes + cfg.bus_bytes - 1) >> (cfg.bus_bytes.bit_length() - 1))
+
+        packed = Signal(max_beats * bus_bits)
+        result = pipeline.o.payload.data
+        m.d.comb += packed.eq(Mux(instr.out_int32,
+                                  Cat(result[j][:32] for j in range(C)),
+                                  Cat(result[j][:8] for j in range(C))))
+        beats = Array(packed[i * bus_bits:(i + 1) * bus_bits] for i in range(max_beats))
+        beat = Signal(range(max_beats + 1))
+        rows_out = Signal(16)
+        rows_req = Signal(16)
+
+        m.d.comb += [
+            self.wr_data.payload.data.eq(beats[beat]),
+            self.wr_data.payload.row_last.eq(beat == nbeats - 1),
+            self.wr_data.payload.last.eq((beat == nbeats - 1) & (rows_out == instr.rows - 1)),
+            self.acc_req.payload.addr.eq(instr.acc_addr + rows_req),
+            pipeline.i.payload.data.eq(self.acc_resp.payload.data),
+            pipeline.i.valid.eq(self.acc_resp.valid),
+            self.acc_resp.ready.eq(pipeline.i.ready),
+        ]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [instr.eq(self.cmd.payload.word), pc.eq(self.cmd.payload.pc),
+                                 rows_req.eq(0), rows_out.eq(0), beat.eq(0)]
+                    m.next = "TOKENS"
+            with m.State("TOKENS"):
+                m.d.comb += self.ctrl.request.eq(1)
+                with m.If(self.ctrl.grant):
+                    with m.If(instr.as_value()[:4] == Opcode.CONFIG):
+                        m.d.sync += config_word.eq(instr.as_value())
+                        m.d.comb += [self.ctrl.push_prev.eq(instr.push_prev),
+                                     self.ctrl.push_next.eq(instr.push_next)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [
+                    self.ctrl.executing.eq(1),
+                    self.wr_cmd.valid.eq(1),
+                    self.wr_cmd.payload.addr.eq(instr.dram_addr),
+                    self.wr_cmd.payload.rows.eq(instr.rows),
+                    self.wr_cmd.payload.row_bytes.eq(row_bytes),
+                    self.wr_cmd.payload.stride.eq(instr.dram_stride),
+                ]
+                with m.If(self.wr_cmd.ready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += self.ctrl.executing.eq(1)
+                m.d.comb += self.acc_req.valid.eq(rows_req != instr.rows)
+                with m.If(self.acc_req.valid & self.acc_req.ready):
+                    m.d.sync += rows_req.eq(rows_req + 1)
+                m.d.comb += self.wr_data.valid.eq(pipeline.o.valid)
+                with m.If(self.wr_data.valid & self.wr_data.ready):
+                    m.d.sync += beat.eq(beat + 1)
+                    with m.If(self.wr_data.payload.row_last):
+                        m.d.comb += pipeline.o.ready.eq(1)
+                        m.d.sync += [beat.eq(0), rows_out.eq(rows_out + 1)]
+                        with m.If(self.wr_data.payload.last):
+                            m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [self.ctrl.executing.eq(1), self.wr_status.ready.eq(1)]
+                with m.If(self.wr_status.valid):
+                    with m.If(self.wr_status.payload.cause == ErrorCause.NONE):
+                        m.d.comb += [self.ctrl.push_prev.eq(instr.push_prev),
+                                     self.ctrl.push_next.eq(instr.push_next)]
+                    with m.Else():
+                        m.d.comb += [self.ctrl.error_valid.eq(1),
+                                     self.ctrl.error.cause.eq(self.wr_status.payload.cause),
+                                     self.ctrl.error.addr.eq(self.wr_status.payload.addr)]
+                    m.next = "IDLE"
+        return m
