@@ -19,7 +19,7 @@ KNOBS := $(if $(ROWS),--rows $(ROWS)) $(if $(COLS),--cols $(COLS)) \
 JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all verilog test lint bench clean distclean venv help
+.PHONY: all verilog test lint demo bench formal clean distclean venv help
 
 all: verilog
 
@@ -27,6 +27,9 @@ help:
 	@echo "make verilog [ROWS=.. COLS=.. DATAFLOW=ws|os|both ...]  emit RTL into $(OUT)/"
 	@echo "make test                                              run everything CI runs"
 	@echo "make lint                                              verilator --lint-only of the RTL"
+	@echo "make demo                                              int8 MLP on the digits set, golden vs RTL"
+	@echo "make bench [BENCH_ARGS=--quick]                        utilization / generator benchmarks -> build/bench/"
+	@echo "make formal                                            SymbiYosys proofs of the bus interfaces"
 	@echo "make clean | distclean                                 remove build/ (and .venv/)"
 
 venv: $(STAMP)
@@ -45,6 +48,25 @@ lint: verilog
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+# Optional extras are installed on first use of the target that needs them.
+$(VENV)/.demo: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[demo]'
+	@touch $@
+
+$(VENV)/.bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	@touch $@
+
+demo: $(VENV)/.demo verilog
+	$(PY) -m sw.demo --backend verilator --config $(OUT)/config.json $(DEMO_ARGS)
+
+BENCH_ARGS ?=
+bench: $(VENV)/.bench
+	$(PY) -m bench $(BENCH_ARGS)
+
+formal: $(STAMP)
+	$(PY) -m formal $(FORMAL_ARGS)
 
 clean:
 	rm -rf build sim_build

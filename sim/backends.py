@@ -50,7 +50,13 @@ def ensure_verilog(cfg):
     out_dir = SIM_BUILD_ROOT / f"tensor_core_{key}"
     verilog_path = out_dir / "tensor_core.v"
     if not verilog_path.exists():
-        emit_verilog(cfg, out_dir)
+        # Emitted beside it and renamed, so a concurrent run never reads half a file.
+        scratch = SIM_BUILD_ROOT / f"tensor_core_{key}.{os.getpid()}"
+        emit_verilog(cfg, scratch)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "tensor_core.v"):
+            os.replace(scratch / name, out_dir / name)
+        scratch.rmdir()
     return verilog_path, key
 
 

@@ -5,6 +5,7 @@ on PATH. ``SIM=icarus`` selects it from the environment, ``WAVES=1`` dumps an FS
 or VCD (Icarus) into the build directory.
 """
 
+import fcntl
 import os
 import shutil
 import sys
@@ -79,16 +80,13 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
     else:
         timescale = ("1ns", "1ps")
     runner = get_runner(simulator)
-    runner.build(
-        sources=[str(s) for s in verilog_sources],
-        hdl_toplevel=toplevel,
-        build_dir=build_dir,
-        build_args=build_args,
-        waves=waves,
-        timescale=timescale,
-        always=False,
-        log_file=log_file,
-    )
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # Several processes (pytest workers, a bench next to a test run) may want the same
+    # build: the first builds it, the others wait and find it up to date.
+    with open(build_dir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build(runner, verilog_sources, toplevel, build_dir, build_args, waves, timescale,
+               log_file)
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
@@ -110,6 +108,20 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
         raise AssertionError(f"cocotb: {num_failed} of {num_tests} tests failed on {simulator}"
                              f" (log above; results in {results})")
     return results
+
+
+def _build(runner, verilog_sources, toplevel, build_dir, build_args, waves, timescale,
+           log_file):
+    runner.build(
+        sources=[str(s) for s in verilog_sources],
+        hdl_toplevel=toplevel,
+        build_dir=build_dir,
+        build_args=build_args,
+        waves=waves,
+        timescale=timescale,
+        always=False,
+        log_file=log_file,
+    )
 
 
 def main(argv=None):
