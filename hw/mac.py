@@ -1,0 +1,146 @@
+"""One multiply-accumulate cell of the systolic array."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+
+__all__ = ["MacCell", "WEIGHT_BUFFERS"]
+
+#: Weight registers per cell in WS: the active tile and the shadow tile shifting in.
+WEIGHT_BUFFERS = 2
+
+
+class MacCell(wiring.Component):
+    """A MAC cell: operands arrive from the left (``h_in``) and the top (``v_in``) and
+    leave, one register later, to the right (``h_out``) and the bottom (``v_out``).
+
+    Parameters
+    ----------
+    input_width, weight_width, acc_width : int
+        Signed widths of an activation, a weight and an accumulator (wrapping).
+    ws, os : bool
+        Which dataflows the cell supports (at least one).
+
+    Ports
+    -----
+    en : In(1)
+        Clock enable of every register in the cell (the array's global stall).
+    h_in, h_out : In/Out(h_layout)
+        Horizontal operand: ``a`` (activation), ``sel`` (WS: weight buffer used by this
+        activation) and ``last`` (OS: the final beat of a group; the cell moves its sum into
+        ``p`` and restarts from zero).
+    v_in, v_out : In/Out(v_layout)
+        Vertical operand: ``p`` (WS: partial sum; OS: finished result draining down),
+        ``b`` (OS: the B operand) and ``shift`` (OS: the drain wavefront, see below).
+    w_in, w_out, w_shift : (WS)
+        The two weight buffers; buffer ``i`` takes ``w_in[i]`` (the cell above) when
+        ``w_shift[i]``, so a column of cells is a shift register per buffer.
+    drain : In(1) (OS)
+        Pulses once per group, for the whole column, when the column's results are complete.
+        A cell then takes ``p`` from above for as many cycles as it has cells above it (the
+        ``shift`` flag runs down one cell per cycle), so a column drains bottom row first
+        while each cell becomes free for the next group's result as soon as its last value
+        below has left it.
+    os_mode : In(1) (both dataflows)
+        1: OS arithmetic, 0: WS arithmetic. Changed only while the array is empty.
+
+    Latency 1 cycle (every output is a register); throughput one operand set per cycle.
+    """
+
+    def __init__(self, *, input_width, weight_width, acc_width, ws=True, os=True):
+        for name, value in (("input_width", input_width), ("weight_width", weight_width),
+                            ("acc_width", acc_width)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"MacCell {name}={value!r} must be a positive integer")
+        if acc_width < input_width + weight_width:
+            raise ValueError(f"MacCell acc_width={acc_width} must be at least input_width +"
+                             f" weight_width = {input_width + weight_width}")
+        if not (ws or os):
+            raise ValueError("MacCell needs at least one of ws, os")
+        self.input_width, self.weight_width, self.acc_width = input_width, weight_width, acc_width
+        self.ws, self.os = ws, os
+
+        h_fields = {"a": signed(input_width)}
+        v_fields = {"p": signed(acc_width)}
+        if ws:
+            h_fields["sel"] = range(WEIGHT_BUFFERS)
+        if os:
+            h_fields["last"] = 1
+            v_fields["b"] = signed(weight_width)
+            v_fields["shift"] = 1
+        self.h_layout = data.StructLayout(h_fields)
+        self.v_layout = data.StructLayout(v_fields)
+        self.w_layout = data.ArrayLayout(signed(weight_width), WEIGHT_BUFFERS)
+
+        members = {
+            "en": In(1),
+            "h_in": In(self.h_layout), "h_out": Out(self.h_layout),
+            "v_in": In(self.v_layout), "v_out": Out(self.v_layout),
+        }
+        if ws:
+            members.update(w_in=In(self.w_layout), w_out=Out(self.w_layout),
+                           w_shift=In(WEIGHT_BUFFERS))
+        if os:
+            members["drain"] = In(1)
+        if ws and os:
+            members["os_mode"] = In(1)
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+
+        h = Signal(self.h_layout)
+        v = Signal(self.v_layout)
+        m.d.comb += [self.h_out.eq(h), self.v_out.eq(v)]
+
+        a = self.h_in.a
+        if self.ws:
+            weights = Signal(self.w_layout)
+            m.d.comb += self.w_out.eq(weights)
+            with m.If(self.en):
+                for i in range(WEIGHT_BUFFERS):
+                    with m.If(self.w_shift[i]):
+                        m.d.sync += weights[i].eq(self.w_in[i])
+            weight = weights[self.h_in.sel]
+        if self.os:
+            acc = Signal(signed(self.acc_width))
+            shift = Signal()
+            m.d.comb += shift.eq(self.drain | self.v_in.shift)
+
+        if self.ws and self.os:
+            operand = Mux(self.os_mode, self.v_in.b, weight)
+        elif self.ws:
+            operand = weight
+        else:
+            operand = self.v_in.b
+        product = Signal(signed(self.input_width + self.weight_width))
+        m.d.comb += product.eq(a * operand)
+
+        def ws_step():
+            m.d.sync += v.p.eq(self.v_in.p + product)
+
+        def os_step():
+            total = acc + product
+            with m.If(self.h_in.last):
+                m.d.sync += [v.p.eq(total), acc.eq(0)]
+            with m.Else():
+                m.d.sync += acc.eq(total)
+                with m.If(shift):
+                    m.d.sync += v.p.eq(self.v_in.p)
+
+        with m.If(self.en):
+            m.d.sync += h.eq(self.h_in)
+            if self.os:
+                m.d.sync += [v.b.eq(self.v_in.b), v.shift.eq(shift)]
+            if self.ws and self.os:
+                with m.If(self.os_mode):
+                    os_step()
+                with m.Else():
+                    ws_step()
+            elif self.ws:
+                ws_step()
+            else:
+                os_step()
+
+        return m

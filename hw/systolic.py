@@ -1,0 +1,273 @@
+"""The tensor core: an R x C systolic array of MAC cells (weight- and output-stationary)."""
+
+from amaranth.hdl import Array, Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import Config
+from .mac import WEIGHT_BUFFERS, MacCell
+
+
+__all__ = ["SystolicArray"]
+
+
+class SystolicArray(wiring.Component):
+    """An ``R x C`` array of :class:`~hw.mac.MacCell` with weight-stationary (WS) and/or
+    output-stationary (OS) dataflow, as ``cfg.dataflow`` asks.
+
+    Ports (``R = cfg.rows``, ``C = cfg.cols``; streams are ``lib.stream`` valid/ready)
+    -----
+    preload : In(stream{data: ArrayLayout(signed(weight_width), C)}) — WS
+        A weight tile is exactly ``R`` beats, beat ``k`` = array row ``k`` (row ``k`` of B).
+    ws_in : In(stream{data: ArrayLayout(signed(input_width), R), last}) — WS
+        One activation row per beat; a group ends with ``last``. Group ``i`` uses tile ``i``.
+    os_in : In(stream{a: ArrayLayout(signed(input_width), R), b: ArrayLayout(signed(weight_width), C), last}) — OS
+        Beat ``k`` = column ``k`` of the A tile and row ``k`` of the B tile; ``last`` on beat K-1.
+    out : Out(stream{data: ArrayLayout(signed(acc_width), C), last})
+        WS: one row ``a @ W`` per ``ws_in`` beat, ``last`` copied. OS: the ``R`` rows of
+        ``A @ B`` (row 0 first, ``last`` on row R-1). Outputs in the order groups were accepted.
+
+    Structure
+    ---------
+    Physical array row ``r`` holds logical row ``R-1-r`` (reduction index ``k`` in WS, output
+    row ``i`` in OS): weights shift in downwards, so beat 0 of a tile lands at the bottom, and
+    the OS results drain downwards, bottom row (logical row 0) first.
+    Activations (and the OS A operand) enter row ``r`` through ``r+1`` skew registers and move
+    right one cell per cycle; the OS B operand enters column ``c`` through ``c+1`` skew
+    registers and moves down. WS partial sums move down; column ``c`` leaves the bottom through
+    ``C-1-c`` deskew registers, so ``out`` carries whole aligned rows.
+
+    WS double buffering: every cell holds two weights. Tile ``i`` shifts into buffer ``i % 2``
+    (all cells of the buffer shift together on a ``preload`` beat) and each activation carries
+    the index of its buffer through the array, so groups stream back to back across tiles
+    without draining. A tile may start shifting into a buffer once the group that used it has
+    left the array: ``R+C-1`` cycles after that group's last beat was accepted. Tile ``i+1`` is
+    therefore in time for a bubble-free switch when ``ws_in`` of group ``i`` lasts at least
+    ``R+1`` cycles beyond that point (``R`` shift beats plus one cycle to mark the tile full).
+
+    OS: each cell accumulates in its own register; the beat marked ``last`` moves the sum into
+    the vertical register and restarts the accumulator, and the column drains while the next
+    group computes. A group's ``last`` beat is accepted at least ``R`` cycles after the
+    previous group's (the drain of ``R`` rows), so groups of ``K >= R`` beats stream without
+    gaps.
+
+    With both dataflows, the dataflow switches between groups, only once the array is empty;
+    between groups the stream of the current dataflow has priority.
+
+    Backpressure: a global clock enable, ``en = ~out.valid | out.ready``, advances every
+    register of the datapath; all input streams are ready only when ``en``.
+
+    Latency: ``R + C`` cycles (:attr:`latency`) from the cycle a ``ws_in`` beat (WS) or the
+    ``last`` beat of a group (OS, first result row; row ``s`` at ``+s``) is accepted to the cycle
+    its row is presented on ``out`` (without stalls).
+    Throughput: one row per cycle on every stream.
+    """
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"SystolicArray cfg must be a hw.config.Config, not {cfg!r}")
+        self.cfg = cfg
+        R, C = cfg.rows, cfg.cols
+        members = {
+            "out": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(cfg.acc_width), C), "last": 1}))),
+        }
+        if cfg.has_ws:
+            members["preload"] = In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(cfg.weight_width), C)})))
+            members["ws_in"] = In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(cfg.input_width), R), "last": 1})))
+        if cfg.has_os:
+            members["os_in"] = In(stream.Signature(data.StructLayout({
+                "a": data.ArrayLayout(signed(cfg.input_width), R),
+                "b": data.ArrayLayout(signed(cfg.weight_width), C), "last": 1})))
+        super().__init__(members)
+
+    @property
+    def latency(self):
+        """Cycles from an accepted input beat to its output row (see the class docstring)."""
+        return self.cfg.rows + self.cfg.cols
+
+    @property
+    def ws_reuse_delay(self):
+        """Cycles after a WS group's last beat before its buffer may take a new tile."""
+        return self.cfg.rows + self.cfg.cols - 1
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C = cfg.rows, cfg.cols
+        ws, os = cfg.has_ws, cfg.has_os
+
+        cells = [[MacCell(input_width=cfg.input_width, weight_width=cfg.weight_width,
+                          acc_width=cfg.acc_width, ws=ws, os=os) for _ in range(C)]
+                 for _ in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.submodules[f"cell_{r}_{c}"] = cells[r][c]
+        h_layout, v_layout = cells[0][0].h_layout, cells[0][0].v_layout
+
+        en = Signal()
+        m.d.comb += en.eq(~self.out.valid | self.out.ready)
+
+        # Rows in flight towards `out`: a (valid, last) slot per cycle of latency.
+        slot = data.StructLayout({"valid": 1, "last": 1})
+        inject = Signal(slot)
+        stages = [Signal(slot, name=f"stage_{i}") for i in range(self.latency)]
+        with m.If(en):
+            m.d.sync += stages[0].eq(inject)
+            m.d.sync += [stages[i].eq(stages[i - 1]) for i in range(1, self.latency)]
+        m.d.comb += [self.out.valid.eq(stages[-1].valid),
+                     self.out.payload.last.eq(stages[-1].last)]
+
+        in_group = Signal()
+        if ws and os:
+            os_mode = Signal()
+            ws_active, os_active = ~os_mode, os_mode
+        else:
+            os_mode, ws_active, os_active = None, 1, 1
+
+        # What enters the skew triangles this cycle: zeros unless a beat is accepted, so a
+        # bubble adds nothing to an OS accumulator.
+        feed_h = [Signal(h_layout, name=f"feed_h_{r}") for r in range(R)]  # by physical row
+        feed_b = [Signal(signed(cfg.weight_width), name=f"feed_b_{c}") for c in range(C)]
+        idle = Signal(init=1)
+        if ws:
+            ws_fire = self._ws_control(m, cells, en, ws_active, feed_h, inject)
+            with m.If(ws_fire):
+                m.d.sync += in_group.eq(~self.ws_in.payload.last)
+        if os:
+            os_fire = self._os_control(m, en, os_active, feed_h, feed_b, inject, idle)
+            with m.If(os_fire):
+                m.d.sync += in_group.eq(~self.os_in.payload.last)
+
+        if ws and os:
+            empty = Signal()
+            m.d.comb += empty.eq(~Cat(s.valid for s in stages).any() & idle)
+            with m.If(~in_group & empty):
+                with m.If(os_mode & ~self.os_in.valid & self.ws_in.valid):
+                    m.d.sync += os_mode.eq(0)
+                with m.If(~os_mode & ~self.ws_in.valid & self.os_in.valid):
+                    m.d.sync += os_mode.eq(1)
+
+        # Skew triangles: physical row r waits r+1 cycles, column c waits c+1 cycles.
+        for r in range(R):
+            m.d.comb += cells[r][0].h_in.eq(_delay(m, en, feed_h[r], r + 1, f"skew_h_{r}"))
+        for c in range(C):
+            top = Signal(v_layout, name=f"top_{c}")
+            if os:
+                m.d.comb += top.b.eq(_delay(m, en, feed_b[c], c + 1, f"skew_b_{c}"))
+            m.d.comb += cells[0][c].v_in.eq(top)
+
+        for r in range(R):
+            for c in range(C):
+                cell = cells[r][c]
+                m.d.comb += cell.en.eq(en)
+                if c > 0:
+                    m.d.comb += cell.h_in.eq(cells[r][c - 1].h_out)
+                if r > 0:
+                    m.d.comb += cell.v_in.eq(cells[r - 1][c].v_out)
+                if os:
+                    m.d.comb += cell.drain.eq(cells[R - 1][c].h_out.last)
+                if ws and os:
+                    m.d.comb += cell.os_mode.eq(os_mode)
+
+        for c in range(C):
+            column = _delay(m, en, cells[R - 1][c].v_out.p, C - 1 - c, f"deskew_{c}")
+            m.d.comb += self.out.payload.data[c].eq(column)
+
+        return m
+
+    def _ws_control(self, m, cells, en, active, feed_h, inject):
+        """Weight tiles, their pairing with groups and the buffer-reuse rule."""
+        R, C = self.cfg.rows, self.cfg.cols
+        full = Array(Signal(name=f"tile_full_{i}") for i in range(WEIGHT_BUFFERS))
+        # Cycles until the group that used a buffer has left the array.
+        in_use = Array(Signal(range(self.ws_reuse_delay + 1), name=f"tile_in_use_{i}")
+                       for i in range(WEIGHT_BUFFERS))
+        load_buf = Signal(range(WEIGHT_BUFFERS))
+        load_row = Signal(range(R))
+        group_buf = Signal(range(WEIGHT_BUFFERS))
+
+        preload_fire = Signal()
+        ws_fire = Signal()
+        m.d.comb += [
+            self.preload.ready.eq(en & ~full[load_buf] & (in_use[load_buf] == 0)),
+            preload_fire.eq(self.preload.valid & self.preload.ready),
+            self.ws_in.ready.eq(en & active & full[group_buf]),
+            ws_fire.eq(self.ws_in.valid & self.ws_in.ready),
+        ]
+
+        with m.If(en):
+            for i in range(WEIGHT_BUFFERS):
+                with m.If(in_use[i] != 0):
+                    m.d.sync += in_use[i].eq(in_use[i] - 1)
+        with m.If(preload_fire):
+            m.d.sync += load_row.eq(load_row + 1)
+            with m.If(load_row == R - 1):
+                m.d.sync += [load_row.eq(0), full[load_buf].eq(1),
+                             load_buf.eq(load_buf + 1)]
+        with m.If(ws_fire):
+            m.d.comb += [inject.valid.eq(1), inject.last.eq(self.ws_in.payload.last)]
+            with m.If(self.ws_in.payload.last):
+                # The last beat uses the buffer in its cycle of arrival at each cell; the
+                # bottom-right cell is reached ws_reuse_delay cycles after acceptance.
+                m.d.sync += [full[group_buf].eq(0),
+                             in_use[group_buf].eq(self.ws_reuse_delay - 1),
+                             group_buf.eq(group_buf + 1)]
+
+        for r in range(R):
+            m.d.comb += feed_h[r].sel.eq(group_buf)
+            with m.If(ws_fire):
+                m.d.comb += feed_h[r].a.eq(self.ws_in.payload.data[R - 1 - r])
+        for r in range(R):
+            for c in range(C):
+                cell = cells[r][c]
+                for i in range(WEIGHT_BUFFERS):
+                    m.d.comb += cell.w_shift[i].eq(preload_fire & (load_buf == i))
+                if r == 0:
+                    m.d.comb += [cell.w_in[i].eq(self.preload.payload.data[c])
+                                 for i in range(WEIGHT_BUFFERS)]
+                else:
+                    m.d.comb += cell.w_in.eq(cells[r - 1][c].w_out)
+        return ws_fire
+
+    def _os_control(self, m, en, active, feed_h, feed_b, inject, idle):
+        """OS beats, and the R result rows each group injects into the output slots."""
+        R, C = self.cfg.rows, self.cfg.cols
+        rows_left = Signal(range(R))
+        last = self.os_in.payload.last
+        os_fire = Signal()
+        m.d.comb += [
+            # A group's results drain through the same registers as the previous group's:
+            # its last beat must come R cycles after the previous last beat.
+            self.os_in.ready.eq(en & active & ~(last & (rows_left != 0))),
+            os_fire.eq(self.os_in.valid & self.os_in.ready),
+            idle.eq(rows_left == 0),
+        ]
+        with m.If(os_fire & last):
+            m.d.comb += [inject.valid.eq(1), inject.last.eq(R == 1)]
+            m.d.sync += rows_left.eq(R - 1)
+        with m.Elif(rows_left != 0):
+            m.d.comb += [inject.valid.eq(1), inject.last.eq(rows_left == 1)]
+            with m.If(en):
+                m.d.sync += rows_left.eq(rows_left - 1)
+
+        for r in range(R):
+            with m.If(os_fire):
+                m.d.comb += [feed_h[r].a.eq(self.os_in.payload.a[R - 1 - r]),
+                             feed_h[r].last.eq(last)]
+        for c in range(C):
+            with m.If(os_fire):
+                m.d.comb += feed_b[c].eq(self.os_in.payload.b[c])
+        return os_fire
+
+
+def _delay(m, en, value, cycles, name):
+    """``value`` through ``cycles`` registers advancing with ``en``."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=f"{name}_{i}")
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+        value = reg
+    return value

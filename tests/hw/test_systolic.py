@@ -1,0 +1,319 @@
+# amaranth: UnusedElaboratable=no
+"""hw.systolic.SystolicArray in amaranth.sim against sim.golden.matmul."""
+
+import os
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import Config, ConfigError
+from hw.mac import MacCell
+from hw.systolic import SystolicArray
+from sim.golden import matmul
+
+
+def make_config(rows, cols, dataflow, **knobs):
+    """A Config of any shape: memories sized so that every rectangular shape is legal."""
+    return Config(rows=rows, cols=cols, dataflow=dataflow, scratchpad_kib=max(rows, cols),
+                  accumulator_kib=cols, **knobs)
+
+
+def seed_for(name):
+    seed = int(os.environ.get("SEED", np.random.SeedSequence().entropy % (1 << 32)))
+    print(f"{name}: SEED={seed}")
+    return seed
+
+
+def random_values(rng, shape, width):
+    """Uniform signed values of `width` bits, a fifth of them forced to the extremes."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    values = rng.integers(lo, hi + 1, size=shape)
+    extreme = rng.random(shape) < 0.2
+    values[extreme] = rng.choice([lo, hi], size=int(extreme.sum()))
+    return values
+
+
+class Job:
+    """Groups offered to the array in order, the WS tiles they use, and the rows expected."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.groups = []   # ("ws", A[M, R]) or ("os", A[R, K], B[K, C])
+        self.tiles = []    # W[R, C], one per WS group, in order
+
+    def ws(self, a, w):
+        self.groups.append(("ws", np.asarray(a)))
+        self.tiles.append(np.asarray(w))
+
+    def os(self, a, b):
+        self.groups.append(("os", np.asarray(a), np.asarray(b)))
+
+    def expected(self):
+        cfg = self.cfg
+        rows = []
+        tiles = iter(self.tiles)
+        for group in self.groups:
+            if group[0] == "ws":
+                result = matmul(group[1], next(tiles), cfg.acc_width, cfg.input_width,
+                                cfg.weight_width)
+            else:
+                result = matmul(group[1], group[2], cfg.acc_width, cfg.input_width,
+                                cfg.weight_width)
+            rows += [(list(row), i == len(result) - 1) for i, row in enumerate(result)]
+        return rows
+
+
+class Trace:
+    """Cycle numbers of every handshake, and the output rows."""
+
+    def __init__(self):
+        self.ws = []        # cycles of accepted ws_in beats
+        self.os_last = []   # cycles of accepted os_in beats with last
+        self.preload = []   # cycles of accepted preload beats
+        self.out = []       # (cycle, data, last)
+
+
+def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None):
+    """Simulate `job` with random valid gaps (probability `gap` per beat, repeated) and a
+    random `out.ready` (probability `ready`); return the Trace."""
+    dut = SystolicArray(cfg)
+    rng = np.random.default_rng(seed)
+    expected_rows = len(job.expected())
+    trace = Trace()
+    if max_cycles is None:
+        beats = sum(len(g[1]) if g[0] == "ws" else g[1].shape[1] + cfg.rows for g in job.groups)
+        beats += len(job.tiles) * cfg.rows
+        max_cycles = int((beats + 4 * (cfg.rows + cfg.cols)) * 4 / min(ready, 1 - gap) + 100)
+
+    async def send(ctx, stream, payload):
+        while rng.random() < gap:
+            await ctx.tick()
+        ctx.set(stream.payload, payload)
+        ctx.set(stream.valid, 1)
+        await ctx.tick().until(stream.ready)
+        ctx.set(stream.valid, 0)
+
+    async def preload_driver(ctx):
+        for tile in job.tiles:
+            for row in tile:
+                await send(ctx, dut.preload, {"data": [int(v) for v in row]})
+
+    async def group_driver(ctx):
+        for group in job.groups:
+            if group[0] == "ws":
+                a = group[1]
+                for m, row in enumerate(a):
+                    await send(ctx, dut.ws_in, {"data": [int(v) for v in row],
+                                                "last": int(m == len(a) - 1)})
+            else:
+                a, b = group[1], group[2]
+                depth = a.shape[1]
+                for k in range(depth):
+                    await send(ctx, dut.os_in, {"a": [int(v) for v in a[:, k]],
+                                                "b": [int(v) for v in b[k]],
+                                                "last": int(k == depth - 1)})
+
+    async def sink(ctx):
+        for _ in range(max_cycles):
+            ctx.set(dut.out.ready, int(rng.random() < ready))
+            await ctx.tick()
+            if len(trace.out) == expected_rows:
+                return
+        raise AssertionError(f"timeout: {len(trace.out)} of {expected_rows} rows after"
+                             f" {max_cycles} cycles")
+
+    watched = [dut.out.valid, dut.out.ready, dut.out.payload]
+    if cfg.has_ws:
+        watched += [dut.ws_in.valid, dut.ws_in.ready, dut.preload.valid, dut.preload.ready]
+    if cfg.has_os:
+        watched += [dut.os_in.valid, dut.os_in.ready, dut.os_in.payload]
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _clk, _rst, *values in ctx.tick().sample(*watched):
+            out_valid, out_ready, out_payload, *rest = values
+            if out_valid and out_ready:
+                trace.out.append((cycle, list(out_payload.data), bool(out_payload.last)))
+            if cfg.has_ws:
+                ws_valid, ws_ready, pl_valid, pl_ready, *rest = rest
+                if ws_valid and ws_ready:
+                    trace.ws.append(cycle)
+                if pl_valid and pl_ready:
+                    trace.preload.append(cycle)
+            if cfg.has_os:
+                os_valid, os_ready, os_payload = rest
+                if os_valid and os_ready and os_payload.last:
+                    trace.os_last.append(cycle)
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    if cfg.has_ws:
+        sim.add_testbench(preload_driver)
+    sim.add_testbench(group_driver)
+    sim.add_testbench(sink)
+    sim.add_testbench(monitor, background=True)
+    sim.run()
+    return trace
+
+
+def check(cfg, job, trace):
+    got = [(data, last) for _, data, last in trace.out]
+    want = job.expected()
+    assert len(got) == len(want)
+    for i, ((data, last), (want_data, want_last)) in enumerate(zip(got, want)):
+        assert data == [int(v) for v in want_data], f"row {i}: {data} != {list(want_data)}"
+        assert last == want_last, f"row {i}: last={last}, expected {want_last}"
+
+
+def random_job(cfg, rng, groups, max_len):
+    job = Job(cfg)
+    R, C = cfg.rows, cfg.cols
+    kinds = {"ws": ["ws"], "os": ["os"], "both": ["ws", "os"]}[cfg.dataflow]
+    for g in range(groups):
+        kind = kinds[rng.integers(len(kinds))]
+        # Lengths of 1, below R + C and longer ones.
+        length = int(rng.choice([1, rng.integers(1, R + C + 1), rng.integers(1, max_len + 1)]))
+        if kind == "ws":
+            job.ws(random_values(rng, (length, R), cfg.input_width),
+                   random_values(rng, (R, C), cfg.weight_width))
+        else:
+            job.os(random_values(rng, (R, length), cfg.input_width),
+                   random_values(rng, (length, C), cfg.weight_width))
+    return job
+
+
+SHAPES = [(1, 1), (2, 3), (4, 4), (8, 4), (3, 7)]
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both"])
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{r}x{c}" for r, c in SHAPES])
+def test_random_groups_with_stalls(shape, dataflow):
+    cfg = make_config(*shape, dataflow)
+    seed = seed_for(f"random {shape} {dataflow}")
+    rng = np.random.default_rng(seed)
+    job = random_job(cfg, rng, groups=6, max_len=3 * (cfg.rows + cfg.cols))
+    trace = run(cfg, job, seed=seed, gap=0.3, ready=0.6)
+    check(cfg, job, trace)
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both"])
+def test_random_groups_full_rate(dataflow):
+    cfg = make_config(4, 4, dataflow)
+    seed = seed_for(f"full rate {dataflow}")
+    rng = np.random.default_rng(seed)
+    job = random_job(cfg, rng, groups=8, max_len=20)
+    check(cfg, job, run(cfg, job, seed=seed))
+
+
+def test_narrow_widths_and_accumulator_wrap():
+    # 16-bit accumulators wrap after a few hundred extreme products.
+    cfg = make_config(3, 2, "both", input_width=5, weight_width=4, acc_width=16)
+    seed = seed_for("wrap")
+    rng = np.random.default_rng(seed)
+    job = Job(cfg)
+    depth = 600
+    job.os(np.full((3, depth), -16), np.full((depth, 2), -8))
+    job.os(random_values(rng, (3, depth), 5), random_values(rng, (depth, 2), 4))
+    job.ws(random_values(rng, (5, 3), 5), random_values(rng, (3, 2), 4))
+    assert int(matmul(np.full((1, depth), -16), np.full((depth, 1), -8), 16)[0, 0]) \
+        != 16 * 8 * depth
+    check(cfg, job, run(cfg, job, seed=seed, gap=0.2, ready=0.7))
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 7)], ids=["4x4", "3x7"])
+def test_ws_latency_and_back_to_back_tiles(shape):
+    R, C = shape
+    cfg = make_config(R, C, "ws")
+    dut = SystolicArray(cfg)
+    assert dut.latency == R + C
+    rng = np.random.default_rng(1)
+    # Tile 2 reuses group 0's buffer: it may start R + C - 1 cycles after group 0's last beat
+    # and takes R beats, so group 1 must have 2R + C - 2 beats to hide it entirely.
+    lengths = [5, 2 * R + C - 2, 3, 1, 2 * R + C - 2, 2]
+    job = Job(cfg)
+    for m in lengths:
+        job.ws(random_values(rng, (m, R), 8), random_values(rng, (R, C), 8))
+    trace = run(cfg, job)
+    check(cfg, job, trace)
+    # No bubbles on ws_in from group 0 to group 2 inclusive; afterwards group 3 (after the
+    # 3-beat group 2) waits for its tile.
+    first = trace.ws[0]
+    span = sum(lengths[:3])
+    assert trace.ws[:span] == list(range(first, first + span))
+    assert trace.ws[span] > trace.ws[span - 1] + 1
+    # One output row per cycle, each exactly R + C cycles after its input row.
+    assert [cycle for cycle, _, _ in trace.out] == [c + R + C for c in trace.ws]
+    # The reuse rule is exact: tile 2 begins right when group 0's last beat has left.
+    end_group0 = trace.ws[lengths[0] - 1]
+    assert trace.preload[2 * R] == end_group0 + dut.ws_reuse_delay
+
+
+def test_ws_reuse_rule_one_beat_short():
+    R, C = 4, 4
+    cfg = make_config(R, C, "ws")
+    rng = np.random.default_rng(2)
+    lengths = [5, 2 * R + C - 3, 4]
+    job = Job(cfg)
+    for m in lengths:
+        job.ws(random_values(rng, (m, R), 8), random_values(rng, (R, C), 8))
+    trace = run(cfg, job)
+    check(cfg, job, trace)
+    start2 = sum(lengths[:2])
+    # Exactly one bubble before group 2.
+    assert trace.ws[start2] == trace.ws[start2 - 1] + 2
+    assert trace.ws[:start2] == list(range(trace.ws[0], trace.ws[0] + start2))
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 5)], ids=["4x4", "2x5"])
+def test_os_latency_and_overlapped_drain(shape):
+    R, C = shape
+    cfg = make_config(R, C, "os")
+    rng = np.random.default_rng(3)
+    job = Job(cfg)
+    depths = [R, R, R + 3, 1, 2]
+    for k in depths:
+        job.os(random_values(rng, (R, k), 8), random_values(rng, (k, C), 8))
+    trace = run(cfg, job)
+    check(cfg, job, trace)
+    out_cycles = [cycle for cycle, _, _ in trace.out]
+    # Row s of a group leaves R + C + s cycles after the group's last beat.
+    assert out_cycles == [t + R + C + s for t in trace.os_last for s in range(R)]
+    # A group of K = R beats drains while the next computes: rows of groups 0, 1 back to back.
+    assert out_cycles[:2 * R] == list(range(out_cycles[0], out_cycles[0] + 2 * R))
+    # A group's last beat waits for the previous group's drain slot (K = 1 < R).
+    assert trace.os_last[3] == trace.os_last[2] + R
+
+
+def test_both_dataflows_interleaved_in_order():
+    cfg = make_config(3, 4, "both")
+    seed = seed_for("interleaved")
+    rng = np.random.default_rng(seed)
+    job = Job(cfg)
+    for i in range(6):
+        if i % 2 == 0:
+            job.ws(random_values(rng, (int(rng.integers(1, 9)), 3), 8),
+                   random_values(rng, (3, 4), 8))
+        else:
+            k = int(rng.integers(1, 9))
+            job.os(random_values(rng, (3, k), 8), random_values(rng, (k, 4), 8))
+    check(cfg, job, run(cfg, job, seed=seed, gap=0.2, ready=0.7))
+
+
+def test_ports_follow_dataflow():
+    assert not hasattr(SystolicArray(make_config(2, 2, "ws")), "os_in")
+    assert not hasattr(SystolicArray(make_config(2, 2, "os")), "ws_in")
+    both = SystolicArray(make_config(2, 2, "both"))
+    assert all(hasattr(both, name) for name in ("preload", "ws_in", "os_in", "out"))
+
+
+def test_parameter_errors():
+    with pytest.raises(TypeError, match="cfg"):
+        SystolicArray({"rows": 4})
+    with pytest.raises(ValueError, match="acc_width"):
+        MacCell(input_width=8, weight_width=8, acc_width=12)
+    with pytest.raises(ValueError, match="input_width"):
+        MacCell(input_width=0, weight_width=8, acc_width=32)
+    with pytest.raises(ConfigError, match="dataflow"):
+        make_config(2, 2, "xs")
