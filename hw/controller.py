@@ -257,9 +257,10 @@ class Controller(wiring.Component):
                 m.d.sync += [self.err_cause.eq(cause), self.err_pc.eq(err_pc),
                              self.err_addr.eq(err_addr)]
         failed = self.failed
+        # An error in the cycle HALT is dispatched still makes the program fail.
         with m.If(first):
             m.d.sync += [stopping.eq(1), failed.eq(1)]
-        with m.If(halted):
+        with m.Elif(halted):
             m.d.sync += [stopping.eq(1), failed.eq(0)]
         m.d.comb += self.fetch_flush.eq(stopping)
 

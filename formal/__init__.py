@@ -1,0 +1,1 @@
+"""Formal verification of the bus interfaces with SymbiYosys (``python -m formal``)."""
