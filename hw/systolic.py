@@ -40,27 +40,34 @@ class SystolicArray(wiring.Component):
     WS double buffering: every cell holds two weights. Tile ``i`` shifts into buffer ``i % 2``
     (all cells of the buffer shift together on a ``preload`` beat) and each activation carries
     the index of its buffer through the array, so groups stream back to back across tiles
-    without draining. A tile may start shifting into a buffer once the group that used it has
-    left the array: ``R+C-1`` cycles after that group's last beat was accepted. Tile ``i+1`` is
-    therefore in time for a bubble-free switch when ``ws_in`` of group ``i`` lasts at least
-    ``R+1`` cycles beyond that point (``R`` shift beats plus one cycle to mark the tile full).
+    without draining. A tile may shift into a buffer only while no tile waits there and the
+    group that used it has left the array: the last beat of a group accepted in cycle ``T``
+    meets the bottom-right cell in cycle ``T + R + C - 1`` (:attr:`ws_reuse_delay`), the first
+    cycle in which a preload beat for that buffer is accepted. The tile is usable the cycle
+    after its ``R``-th beat. So tile ``i+2`` (the buffer of group ``i``) is in time for group
+    ``i+2`` to follow group ``i+1`` without a bubble when group ``i+1`` has at least
+    ``2R + C - 2`` beats and the tile is offered as soon as allowed.
 
     OS: each cell accumulates in its own register; the beat marked ``last`` moves the sum into
-    the vertical register and restarts the accumulator, and the column drains while the next
-    group computes. A group's ``last`` beat is accepted at least ``R`` cycles after the
-    previous group's (the drain of ``R`` rows), so groups of ``K >= R`` beats stream without
-    gaps.
+    the vertical register and restarts the accumulator, and the column drains downwards while
+    the next group computes. The ``last`` beat of a group is accepted at least ``R`` cycles
+    after the previous group's (``os_in.ready`` is low for a ``last`` beat until the previous
+    group's ``R`` rows are on their way), so groups of ``K >= R`` beats stream without gaps and
+    ``out`` carries one row per cycle.
 
     With both dataflows, the dataflow switches between groups, only once the array is empty;
     between groups the stream of the current dataflow has priority.
 
     Backpressure: a global clock enable, ``en = ~out.valid | out.ready``, advances every
-    register of the datapath; all input streams are ready only when ``en``.
+    register of the datapath (``out`` is driven straight from registers, and a stall freezes
+    the whole array); every input stream is ready only when ``en``, so ``out.ready`` reaches
+    the input ``ready`` signals combinationally.
 
     Latency: ``R + C`` cycles (:attr:`latency`) from the cycle a ``ws_in`` beat (WS) or the
     ``last`` beat of a group (OS, first result row; row ``s`` at ``+s``) is accepted to the cycle
     its row is presented on ``out`` (without stalls).
-    Throughput: one row per cycle on every stream.
+    Throughput: one row per cycle on every stream (within the WS tile and OS drain rules
+    above; switching dataflow costs the time to empty the array).
     """
 
     def __init__(self, cfg):
@@ -131,12 +138,12 @@ class SystolicArray(wiring.Component):
         # bubble adds nothing to an OS accumulator.
         feed_h = [Signal(h_layout, name=f"feed_h_{r}") for r in range(R)]  # by physical row
         feed_b = [Signal(signed(cfg.weight_width), name=f"feed_b_{c}") for c in range(C)]
-        idle = Signal(init=1)
         if ws:
             ws_fire = self._ws_control(m, cells, en, ws_active, feed_h, inject)
             with m.If(ws_fire):
                 m.d.sync += in_group.eq(~self.ws_in.payload.last)
         if os:
+            idle = Signal()
             os_fire = self._os_control(m, en, os_active, feed_h, feed_b, inject, idle)
             with m.If(os_fire):
                 m.d.sync += in_group.eq(~self.os_in.payload.last)
