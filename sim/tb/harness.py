@@ -61,7 +61,10 @@ class Accelerator:
             if probability:
                 channel.set_pause_generator(_random_pauses(self.rng, probability))
             else:
+                # cocotbext-axi keeps the generator's last value: a channel cleared while
+                # paused would stay paused for good.
                 channel.clear_pause_generator()
+                channel.pause = False
 
     async def read_reg(self, name):
         return int.from_bytes((await self.regs.read(ADDR[name], 4)).data, "little")

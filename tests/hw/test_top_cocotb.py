@@ -15,6 +15,7 @@ from hw.config import Config
 from sim import golden
 from sim.backends import RtlBackend
 from sw import compiler, isa
+from sw.isa import LoadDst
 from sw.runtime import AcceleratorError, Runtime
 
 pytestmark = [pytest.mark.cocotb, pytest.mark.xdist_group("top")]
@@ -109,15 +110,103 @@ def test_conv2d_matches_numpy():
     assert np.array_equal(Y, _conv_reference(X, W, 2, (1, 1, 1, 1)))
 
 
-def _run_words(cfg, words, data=b"", window=None):
+def _run_words(cfg, words, data=b"", window=None, backpressure=False, seed=None):
     """Run hand-assembled ``words`` (program at 0, data after it) on RTL and on golden."""
     image = isa.to_bytes(words) + data
     image += bytes(-len(image) % 64)
     results = {}
-    for name, backend in (("rtl", RtlBackend(cfg, timeout_cycles=200_000)),
+    rtl = RtlBackend(cfg, timeout_cycles=200_000, backpressure=backpressure, seed=seed)
+    for name, backend in (("rtl", rtl),
                           ("golden", Runtime(cfg, "golden").backend)):
         results[name] = backend.run(image, 0, 0, len(words), window=window or (0, len(image)))
     return results
+
+
+def test_hand_assembled_ws_and_os_program():
+    """Every instruction form by hand: accumulator and qparam LOADs, two K tiles of WS
+    (PRELOAD of tile 1 behind MATMUL 0, accumulating onto loaded rows), OS with a
+    zero-filled partial M tile, per-column requantised int8 and int32 + bias STOREs; the
+    tokens chain load -> exec -> store. Random AXI backpressure."""
+    cfg = CONFIGS["4x4"]
+    R, C = cfg.rows, cfg.cols
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    M, K = 6, 2 * R
+    A, B = _int8(rng, (M, K)), _int8(rng, (K, C))
+    acc_init = rng.integers(-(1 << 20), 1 << 20, (M, C)).astype("<i4")
+    bias = [rng.integers(-(1 << 16), 1 << 16, C), rng.integers(-(1 << 31), 1 << 31, C)]
+    mult = rng.integers(1 << 30, 1 << 31, C)
+    shift = rng.integers(14, 20, C)
+    qparams = np.stack([bias[0], mult, shift, bias[1], mult, shift]).astype("<i4")
+
+    # Data layout after the program (which takes at most 40 instructions).
+    base = 40 * isa.INSTR_BYTES
+    sections = {"A": A.tobytes(), "AT": np.ascontiguousarray(A.T).tobytes(), "B": B.tobytes(),
+                "ACC": acc_init.tobytes(), "QP": qparams.tobytes()}
+    addr, data = {}, b""
+    for key, blob in sections.items():
+        addr[key] = base + len(data)
+        data += blob + bytes(-len(blob) % 16)
+    out = {"WS": base + len(data), "OS": base + len(data) + 64}
+    data += bytes(256)
+    sp_b = [16, 20]                 # WS weight tiles (rows of B)
+    sp_at, sp_bt = 32, 48           # OS operands
+
+    def load(**f):
+        return isa.encode("LOAD", **f)
+    words = [
+        load(dst=LoadDst.ACC, local_addr=0, rows=M, row_elems=C, dram_addr=addr["ACC"],
+             dram_stride=4 * C),
+        load(local_addr=0, rows=M, row_elems=R, dram_addr=addr["A"], dram_stride=K),
+        load(local_addr=sp_b[0], rows=R, row_elems=C, dram_addr=addr["B"], dram_stride=C,
+             push_next=1),
+        load(dst=LoadDst.QPARAM, local_addr=0, rows=6, row_elems=C, dram_addr=addr["QP"],
+             dram_stride=4 * C),
+        load(local_addr=8, rows=M, row_elems=R, dram_addr=addr["A"] + R, dram_stride=K),
+        load(local_addr=sp_b[1], rows=R - 1, row_elems=C, dram_addr=addr["B"] + R * C,
+             dram_stride=C, push_next=1),
+        # OS: A transposed, M tile 0 (4 rows) and tile 1 (2 rows, zero-filled), and B.
+        load(local_addr=sp_at, rows=K, row_elems=R, dram_addr=addr["AT"], dram_stride=M),
+        load(local_addr=sp_at + K, rows=K, row_elems=M - R, dram_addr=addr["AT"] + R,
+             dram_stride=M),
+        load(local_addr=sp_bt, rows=K, row_elems=C, dram_addr=addr["B"], dram_stride=C,
+             push_next=1),
+        isa.encode("PRELOAD", sp_addr=sp_b[0], k_rows=R, pop_prev=1),
+        isa.encode("MATMUL", a_addr=0, acc_addr=0, count=M, accumulate=1),
+        # The last weight row of tile 1 is left out: k_rows = R - 1 zero-fills it.
+        isa.encode("PRELOAD", sp_addr=sp_b[1], k_rows=R - 1, pop_prev=1),
+        isa.encode("MATMUL", a_addr=8, acc_addr=0, count=M, accumulate=1, push_next=1),
+        isa.encode("MATMUL", dataflow=1, a_addr=sp_at, b_addr=sp_bt, acc_addr=8, count=K,
+                   pop_prev=1),
+        isa.encode("MATMUL", dataflow=1, a_addr=sp_at + K, b_addr=sp_bt, acc_addr=12,
+                   count=K, push_next=1),
+        isa.encode("CONFIG", per_column=1, bias_en=1, zero_point=-3, clamp_lo=-100,
+                   clamp_hi=110),
+        isa.encode("STORE", acc_addr=0, rows=M, row_elems=C, dram_addr=out["WS"],
+                   dram_stride=C, pop_prev=1),
+        isa.encode("STORE", acc_addr=8, out_int32=1, qslot=1, rows=M, row_elems=C - 1,
+                   dram_addr=out["OS"], dram_stride=4 * C, pop_prev=1),
+        isa.encode("HALT"),
+    ]
+    # _run_words puts the data right after the program: pad it out to ``base``.
+    data = bytes(base - len(words) * isa.INSTR_BYTES) + data
+    results = _run_words(cfg, words, data, backpressure=True, seed=seed)
+    for result in results.values():
+        assert result.error is None
+    assert results["rtl"].dram == results["golden"].dram
+
+    W1 = B[R:].astype(np.int64)
+    W1[R - 1] = 0
+    ws = acc_init + A[:, :R].astype(np.int64) @ B[:R] + A[:, R:].astype(np.int64) @ W1
+    ws_expected = golden.output_pipeline(ws, bias=bias[0], multiplier=mult, shift=shift,
+                                         zero_point=-3, lo=-100, hi=110)
+    os_expected = golden.output_pipeline(A.astype(np.int64) @ B, bias=bias[1], out_int32=True)
+    dram = results["rtl"].dram
+    ws_got = np.frombuffer(dram, np.int8, M * C, out["WS"]).reshape(M, C)
+    os_got = np.frombuffer(dram, "<i4", M * C, out["OS"]).reshape(M, C)
+    assert np.array_equal(ws_got, ws_expected)
+    assert np.array_equal(os_got[:, :C - 1], os_expected[:, :C - 1])
+    assert not os_got[:, C - 1].any()
 
 
 def test_illegal_instruction_reports_cause_and_index():

@@ -1,0 +1,325 @@
+"""Load and store units alone: row packing against the golden machine, tokens, DMA faults.
+
+The DMA, the local memories and the controller's token grants are Python models with
+random stalls on every stream; the expected rows come from :class:`sim.machine.Machine`
+(its LOAD transfer and its STORE output pipeline), so packing, zero-filling past
+``row_elems``, int8 / int32 output and the quantisation parameters are checked bit-exact.
+"""
+
+import os
+import random
+from collections import deque
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import Config
+from hw.load_unit import LoadUnit
+from hw.store_unit import StoreUnit
+from sim.machine import Machine
+from sw import isa
+from sw.isa import ErrorCause, LoadDst
+
+CONFIGS = {
+    "4x4-32bit": Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1, dma_data_width=32),
+    "8x4-64bit": Config(rows=8, cols=4, scratchpad_kib=8, accumulator_kib=1, dma_data_width=64),
+    "4x8-lanes2": Config(rows=4, cols=8, scratchpad_kib=4, accumulator_kib=2, output_lanes=2,
+                         acc_width=24),
+}
+STALL = 0.3
+
+
+def _seed():
+    seed = int(os.environ.get("SEED", random.randrange(1 << 30)))
+    print(f"SEED={seed}")
+    return seed
+
+
+def _fields(word):
+    return isa.decode(word)[1]
+
+
+def _dma_rows(dram, f, elem_bytes, bus_bytes, fault_row=None):
+    """The DMA's rd_data beats for a LOAD: each row from lane 0, zero past its end."""
+    nbytes = f["row_elems"] * elem_bytes
+    nbeats = -(-nbytes // bus_bytes)
+    beats = []
+    for r in range(f["rows"] if fault_row is None else fault_row):
+        addr = f["dram_addr"] + r * f["dram_stride"]
+        row = bytes(dram[addr:addr + nbytes]) + bytes(nbeats * bus_bytes - nbytes)
+        for b in range(nbeats):
+            beats.append({"data": int.from_bytes(row[b * bus_bytes:(b + 1) * bus_bytes],
+                                                 "little"),
+                          "row_last": b == nbeats - 1,
+                          "last": b == nbeats - 1 and r == f["rows"] - 1})
+    return beats
+
+
+async def _put(ctx, rng, stream, payload):
+    while rng.random() < STALL:
+        ctx.set(stream.valid, 0)
+        await ctx.tick()
+    ctx.set(stream.valid, 1)
+    ctx.set(stream.payload, payload)
+    await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
+def _sink(rng, stream, out):
+    async def sink(ctx):
+        ready = False
+        async for _, _, valid, payload in ctx.tick().sample(stream.valid, stream.payload):
+            if ready and valid:
+                out.append(payload)
+            ready = rng.random() >= STALL
+            ctx.set(stream.ready, ready)
+    return sink
+
+
+def _tokens(rng, ctrl, log):
+    """Grants at random; records completions and faults as (kind, pc, ...)."""
+    async def tokens(ctx):
+        async for _, _, push_prev, push_next, push_pc, error_valid, error in ctx.tick().sample(
+                ctrl.push_prev, ctrl.push_next, ctrl.push_pc, ctrl.error_valid, ctrl.error):
+            if push_prev or push_next:
+                log.append(("push", push_pc, push_prev, push_next))
+            if error_valid:
+                log.append(("error", error.pc, ErrorCause(error.cause), error.addr))
+            ctx.set(ctrl.grant, rng.random() < 0.6)
+    return tokens
+
+
+def _random_load(rng, cfg, dram_size, dst):
+    E, C = cfg.sp_row_elems, cfg.cols
+    width, elem_bytes = (E, 1) if dst == LoadDst.SP else (C, 4)
+    depth = {LoadDst.SP: cfg.sp_rows, LoadDst.ACC: cfg.acc_rows, LoadDst.QPARAM: 6}[dst]
+    rows = rng.randint(1, min(6, depth))
+    row_elems = rng.choice([1, width, rng.randint(1, width)])
+    stride = rng.choice([row_elems * elem_bytes, rng.randint(0, 3 * width * elem_bytes)])
+    span = (rows - 1) * stride + row_elems * elem_bytes
+    return isa.encode("LOAD", dst=dst, local_addr=rng.randint(0, depth - rows), rows=rows,
+                      row_elems=row_elems, dram_addr=rng.randint(0, dram_size - span),
+                      dram_stride=stride, push_next=rng.randint(0, 1),
+                      pop_next=rng.randint(0, 1))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_load_unit_packs_rows_like_the_golden_machine(name):
+    cfg = CONFIGS[name]
+    seed = _seed()
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    dram = np_rng.integers(0, 256, 1024, dtype=np.uint8).tobytes()
+    dram = bytes([0x80, 0x7F, 0xFF, 0x00]) + dram[4:]       # -128, 127, -1, 0 at the front
+    words = [_random_load(rng, cfg, len(dram), dst) for _ in range(8)
+             for dst in (LoadDst.SP, LoadDst.ACC, LoadDst.QPARAM)]
+    rng.shuffle(words)
+    fault_index = len(words) - 3
+    fault_row = rng.randint(0, _fields(words[fault_index])["rows"] - 1)
+
+    dut = LoadUnit(cfg)
+    writes = {"sp": [], "acc": [], "qparam": []}
+    log = []
+
+    async def dma(ctx):
+        for index, word in enumerate(words):
+            f = _fields(word)
+            cmd = await _get_cmd(ctx)
+            elem_bytes = 1 if f["dst"] == LoadDst.SP else 4
+            assert (cmd.addr, cmd.rows, cmd.row_bytes, cmd.stride) == (
+                f["dram_addr"], f["rows"], f["row_elems"] * elem_bytes, f["dram_stride"])
+            faulty = index == fault_index
+            for beat in _dma_rows(dram, f, elem_bytes, cfg.bus_bytes,
+                                  fault_row if faulty else None):
+                await _put(ctx, rng, dut.rd_data, beat)
+            bad_addr = f["dram_addr"] + fault_row * f["dram_stride"]
+            await _put(ctx, rng, dut.rd_status,
+                       {"cause": ErrorCause.DMA_WINDOW if faulty else ErrorCause.NONE,
+                        "addr": bad_addr if faulty else 0})
+        await ctx.tick().repeat(4)
+
+    async def _get_cmd(ctx):
+        ctx.set(dut.rd_cmd.ready, 1)
+        cmd, = await ctx.tick().sample(dut.rd_cmd.payload).until(dut.rd_cmd.valid)
+        ctx.set(dut.rd_cmd.ready, 0)
+        return cmd
+
+    async def commands(ctx):
+        for pc, word in enumerate(words):
+            await _put(ctx, rng, dut.cmd, {"word": word, "pc": pc})
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(dma)
+    sim.add_testbench(commands, background=True)
+    sim.add_testbench(_tokens(rng, dut.ctrl, log), background=True)
+    for key, stream in (("sp", dut.sp_write), ("acc", dut.acc_write),
+                        ("qparam", dut.qparam_write)):
+        sim.add_testbench(_sink(rng, stream, writes[key]), background=True)
+    sim.run()
+
+    # Golden: the machine's LOADs on memories that start out random (zero-fill is visible).
+    machine = Machine(cfg, dram, window=(0, len(dram)))
+    machine.sp[:] = np_rng.integers(-128, 128, machine.sp.shape)
+    machine.acc[:] = np_rng.integers(-1000, 1000, machine.acc.shape)
+    machine.qparam[:] = np_rng.integers(-1000, 1000, machine.qparam.shape)
+    hw_sp, hw_acc, hw_qp = machine.sp.copy(), machine.acc.copy(), machine.qparam.copy()
+    expected_log = []
+    for pc, word in enumerate(words):
+        f = _fields(word)
+        if pc == fault_index:
+            bad = f["dram_addr"] + fault_row * f["dram_stride"]
+            expected_log.append(("error", pc, ErrorCause.DMA_WINDOW, bad))
+            f = dict(f, rows=fault_row)
+        elif f["push_prev"] or f["push_next"]:
+            expected_log.append(("push", pc, f["push_prev"], f["push_next"]))
+        if f["rows"]:
+            machine._do_load(pc, f)
+    assert log == expected_log
+
+    E, C = cfg.sp_row_elems, cfg.cols
+    for w in writes["sp"]:
+        hw_sp[w.addr] = np.array([w.data[j] for j in range(E)], np.uint8).view(np.int8)
+    for w in writes["acc"]:
+        assert w.accumulate == 0
+        hw_acc[w.addr] = [w.data[j] for j in range(C)]
+    for w in writes["qparam"]:
+        hw_qp[w.addr] = [int(w.data[j]) - (1 << 32) * (int(w.data[j]) >> 31) for j in range(C)]
+    assert np.array_equal(hw_sp, machine.sp)
+    assert np.array_equal(hw_acc, machine.acc)
+    assert np.array_equal(hw_qp, machine.qparam)
+    total_rows = sum(_fields(w)["rows"] for i, w in enumerate(words) if i != fault_index)
+    assert sum(map(len, writes.values())) == total_rows + fault_row
+
+
+def _random_config(rng, cfg):
+    lo, hi = -(1 << (cfg.output_width - 1)), (1 << (cfg.output_width - 1)) - 1
+    clamp = sorted(rng.randint(lo, hi) for _ in range(2)) if rng.random() < 0.5 else (lo, hi)
+    return isa.encode("CONFIG", multiplier=rng.choice([0, 1 << 30, (1 << 31) - 1,
+                                                       rng.randint(1 << 29, (1 << 31) - 1)]),
+                      shift=rng.randint(0, 31), zero_point=rng.randint(-20, 20),
+                      clamp_lo=clamp[0], clamp_hi=clamp[1], per_column=rng.randint(0, 1),
+                      bias_en=rng.randint(0, 1), push_prev=rng.randint(0, 1))
+
+
+def _random_store(rng, cfg):
+    out_int32 = rng.randint(0, 1)
+    rows = rng.randint(1, 5)
+    row_elems = rng.choice([1, cfg.cols, rng.randint(1, cfg.cols)])
+    row_bytes = row_elems * (4 if out_int32 else 1)
+    return isa.encode("STORE", acc_addr=rng.randint(0, cfg.acc_rows - rows), out_int32=out_int32,
+                      qslot=rng.randint(0, isa.QPARAM_SLOTS - 1), rows=rows,
+                      row_elems=row_elems, dram_addr=rng.randrange(0, 1 << 16),
+                      dram_stride=rng.choice([row_bytes, rng.randrange(0, 1 << 12)]),
+                      push_prev=rng.randint(0, 1), pop_prev=rng.randint(0, 1))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_store_unit_matches_the_golden_output_pipeline(name):
+    cfg = CONFIGS[name]
+    C = cfg.cols
+    seed = _seed()
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    amax = (1 << (cfg.acc_width - 1)) - 1
+    acc = np_rng.integers(-amax - 1, amax + 1, (cfg.acc_rows, C))
+    acc[0, :2] = [-amax - 1, amax]
+    acc[1] = np_rng.integers(-3000, 3000, C)            # small values: no clamping everywhere
+    qparam = np.zeros((isa.QPARAM_SLOTS * len(isa.QPARAM_KINDS), C), dtype=np.int64)
+    for slot in range(isa.QPARAM_SLOTS):
+        qparam[3 * slot] = np_rng.integers(-(1 << 31), 1 << 31, C)
+        qparam[3 * slot + 1] = np_rng.integers(1 << 29, 1 << 31, C)
+        qparam[3 * slot + 2] = np_rng.integers(0, 32, C)
+    words = [_random_config(rng, cfg) if i % 3 == 0 else _random_store(rng, cfg)
+             for i in range(15)]
+    fault_index = max(i for i, w in enumerate(words) if w & 0xF == isa.Opcode.STORE)
+
+    dut = StoreUnit(cfg)
+    log, rows_written = [], {}
+
+    async def dma(ctx):
+        for index, word in enumerate(words):
+            if word & 0xF != isa.Opcode.STORE:
+                continue
+            f = _fields(word)
+            row_bytes = f["row_elems"] * (4 if f["out_int32"] else 1)
+            nbeats = -(-row_bytes // cfg.bus_bytes)
+            ctx.set(dut.wr_cmd.ready, 1)
+            cmd, = await ctx.tick().sample(dut.wr_cmd.payload).until(dut.wr_cmd.valid)
+            ctx.set(dut.wr_cmd.ready, 0)
+            assert (cmd.addr, cmd.rows, cmd.row_bytes, cmd.stride) == (
+                f["dram_addr"], f["rows"], row_bytes, f["dram_stride"])
+            rows = rows_written[index] = []
+            for r in range(f["rows"]):
+                row = b""
+                for b in range(nbeats):
+                    while rng.random() < STALL:
+                        ctx.set(dut.wr_data.ready, 0)
+                        await ctx.tick()
+                    ctx.set(dut.wr_data.ready, 1)
+                    beat, = await ctx.tick().sample(dut.wr_data.payload).until(
+                        dut.wr_data.valid)
+                    ctx.set(dut.wr_data.ready, 0)
+                    assert (beat.row_last, beat.last) == (
+                        b == nbeats - 1, b == nbeats - 1 and r == f["rows"] - 1)
+                    row += int(beat.data).to_bytes(cfg.bus_bytes, "little")
+                rows.append(row[:row_bytes])
+            faulty = index == fault_index
+            await _put(ctx, rng, dut.wr_status,
+                       {"cause": ErrorCause.DMA_DECERR if faulty else ErrorCause.NONE,
+                        "addr": f["dram_addr"] if faulty else 0})
+        await ctx.tick().repeat(4)
+
+    async def accumulator(ctx):
+        pending, req_ready, resp_valid = deque(), False, False
+        async for _, _, req_valid, addr, resp_ready in ctx.tick().sample(
+                dut.acc_req.valid, dut.acc_req.payload.addr, dut.acc_resp.ready):
+            if resp_valid and resp_ready:
+                pending.popleft()
+            if req_ready and req_valid:
+                pending.append(addr)
+            req_ready = len(pending) < 4 and rng.random() >= STALL
+            resp_valid = bool(pending) and rng.random() >= STALL
+            ctx.set(dut.acc_req.ready, req_ready)
+            ctx.set(dut.acc_resp.valid, resp_valid)
+            if pending:
+                ctx.set(dut.acc_resp.payload, {"data": [int(v) for v in acc[pending[0]]]})
+
+    async def commands(ctx):
+        for row, values in enumerate(qparam):
+            ctx.set(dut.qparam_write.valid, 1)
+            ctx.set(dut.qparam_write.payload, {"addr": row,
+                                               "data": [int(v) & 0xFFFFFFFF for v in values]})
+            await ctx.tick()
+        ctx.set(dut.qparam_write.valid, 0)
+        for pc, word in enumerate(words):
+            await _put(ctx, rng, dut.cmd, {"word": word, "pc": pc})
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(dma)
+    sim.add_testbench(commands, background=True)
+    sim.add_testbench(accumulator, background=True)
+    sim.add_testbench(_tokens(rng, dut.ctrl, log), background=True)
+    sim.run()
+
+    machine = Machine(cfg, b"")
+    machine.acc[:] = acc
+    machine.qparam[:] = qparam
+    expected_log = []
+    for pc, word in enumerate(words):
+        f = _fields(word)
+        if pc == fault_index:
+            expected_log.append(("error", pc, ErrorCause.DMA_DECERR, f["dram_addr"]))
+        elif f["push_prev"]:
+            expected_log.append(("push", pc, 1, 0))
+        if word & 0xF == isa.Opcode.CONFIG:
+            machine._do_config(pc, f)
+            continue
+        values = machine._store_values(acc[f["acc_addr"]:f["acc_addr"] + f["rows"],
+                                           :f["row_elems"]], f["qslot"], f["out_int32"])
+        expected = [row.astype("<i4" if f["out_int32"] else np.int8).tobytes()
+                    for row in values]
+        assert rows_written[pc] == expected, (pc, isa.decode(word)[1])
+    assert log == expected_log
