@@ -19,7 +19,7 @@ KNOBS := $(if $(ROWS),--rows $(ROWS)) $(if $(COLS),--cols $(COLS)) \
 JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all verilog test lint demo bench formal clean distclean venv help
+.PHONY: all verilog test lint demo bench formal fuzz bitstream program board-check clean distclean venv help
 
 all: verilog
 
@@ -30,6 +30,9 @@ help:
 	@echo "make demo                                              int8 MLP on the digits set, golden vs RTL"
 	@echo "make bench [BENCH_ARGS=--quick]                        utilization / generator benchmarks -> build/bench/"
 	@echo "make formal                                            SymbiYosys proofs of the bus interfaces"
+	@echo "make fuzz [N=200 FUZZ_SEED=1]                           random programs, RTL vs golden"
+	@echo "make bitstream BOARD=icebreaker|ulx3s|orangecrab       bitstream + report -> build/BOARD/"
+	@echo "make program BOARD=...                                 load build/BOARD onto the board"
 	@echo "make clean | distclean                                 remove build/ (and .venv/)"
 
 venv: $(STAMP)
@@ -67,6 +70,24 @@ bench: $(VENV)/.bench
 
 formal: $(STAMP)
 	$(PY) -m formal $(FORMAL_ARGS)
+
+N ?= 200
+FUZZ_SEED ?= 1
+fuzz: $(STAMP)
+	$(PY) -m sim.fuzz --programs $(N) --seed $(FUZZ_SEED)
+
+# Board builds: yosys + nextpnr from PyPI (YoWASP); fails when timing is not met.
+BOARD ?=
+BOARDS := icebreaker ulx3s orangecrab
+board-check:
+	@test -n "$(filter $(BOARDS),$(BOARD))" || \
+	  { echo "set BOARD to one of: $(BOARDS) (e.g. make bitstream BOARD=icebreaker)"; exit 2; }
+
+bitstream: board-check $(STAMP)
+	$(PY) -m boards build $(BOARD)
+
+program: board-check $(STAMP)
+	$(PY) -m boards program $(BOARD)
 
 clean:
 	rm -rf build sim_build

@@ -56,18 +56,34 @@ def test_compare_can_fail():
     assert fuzz.compare(program, gold, gold.dram, (int(fuzz.ErrorCause.ABORTED), 0, 0))
 
 
-def _run(testcase, seed):
+# CI fuzzes a fixed set of programs: a random seed can hit the open DMA bug below (a LOAD
+# whose first row is outside the window leaves the next program hanging at PC=0), which
+# would make CI fail at random instead of on the change that broke something. `SEED=...`
+# and `make fuzz` explore further.
+CI_SEED = 20261127
+
+
+def _run(testcase, seed, **env):
     verilog_path, key = ensure_verilog(CFG)
     run_cocotb(verilog_sources=[verilog_path], toplevel="tensor_core",
                test_module="sim.tb.tb_reliability", build_name=f"tensor_core_{key}",
                testcase=testcase,
-               extra_env={"RELIABILITY_CONFIG": CFG.to_json(), "SEED": seed, **BUDGET})
+               extra_env={"RELIABILITY_CONFIG": CFG.to_json(), "SEED": seed, **BUDGET, **env})
 
 
 def _seed():
-    seed = int(os.environ.get("SEED", random.randrange(1 << 30)))
+    seed = int(os.environ.get("SEED", CI_SEED))
     print(f"SEED={seed}")
     return seed
+
+
+@pytest.mark.cocotb
+@pytest.mark.xdist_group("top")
+@pytest.mark.xfail(reason="known bug: after a LOAD whose first row is outside the window"
+                          " the next program hangs at PC=0 (its first fetch never returns)",
+                   strict=True)
+def test_program_after_a_first_row_window_fault_runs():
+    _run("replay", 0, FUZZ_REPLAY="535800806:window:0,54427365:illegal:0")
 
 
 @pytest.mark.cocotb
