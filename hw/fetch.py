@@ -78,7 +78,10 @@ class Fetcher(wiring.Component):
         # Room for a whole chunk: everything in flight lands in the buffer.
         room = (_BUFFER - buffer.level) >= FETCH_CHUNK
         m.d.comb += [
-            self.rd_cmd.valid.eq(~in_flight & ~stopped & (issued != count) & room),
+            # `flush` (not only `stopped`, a cycle later): the controller may clear the
+            # datapath in the very cycle it raises flush, and a command accepted then would
+            # leave its data in the DMA with nobody to take it.
+            self.rd_cmd.valid.eq(~in_flight & ~stopped & ~self.flush & (issued != count) & room),
             self.rd_cmd.payload.addr.eq(base + (issued << 4)),
             self.rd_cmd.payload.rows.eq(chunk),
             self.rd_cmd.payload.row_bytes.eq(isa.INSTR_BYTES),

@@ -56,10 +56,8 @@ def test_compare_can_fail():
     assert fuzz.compare(program, gold, gold.dram, (int(fuzz.ErrorCause.ABORTED), 0, 0))
 
 
-# CI fuzzes a fixed set of programs: a random seed can hit the open DMA bug below (a LOAD
-# whose first row is outside the window leaves the next program hanging at PC=0), which
-# would make CI fail at random instead of on the change that broke something. `SEED=...`
-# and `make fuzz` explore further.
+# CI fuzzes a fixed set of programs, so a failure points at the change that caused it;
+# `SEED=...` and `make fuzz` explore further.
 CI_SEED = 20261127
 
 
@@ -79,10 +77,9 @@ def _seed():
 
 @pytest.mark.cocotb
 @pytest.mark.xdist_group("top")
-@pytest.mark.xfail(reason="known bug: after a LOAD whose first row is outside the window"
-                          " the next program hangs at PC=0 (its first fetch never returns)",
-                   strict=True)
 def test_program_after_a_first_row_window_fault_runs():
+    """Regression (found by the fuzzer): the fetcher issued a DMA command in the cycle the
+    controller cleared the datapath after a fast fault, wedging the next program at PC=0."""
     _run("replay", 0, FUZZ_REPLAY="535800806:window:0,54427365:illegal:0")
 
 
