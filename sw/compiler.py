@@ -4,27 +4,35 @@ A :class:`Program` is the instruction words plus a DRAM layout (a bump allocator
 ``dram_base``) and the host-side code that packs inputs into a DRAM image and unpacks the
 outputs from the final DRAM.
 
-Tiling (both dataflows share the loop nest ``for n-tile j: for m-block i: for k-chunk``):
+Tiling (both dataflows share the loop nest ``for m-block i: for n-tile j: for k-chunk k``,
+one *step* per k-chunk, one output *tile* per ``(i, j)``):
 
-- **WS**: a weight tile is ``kc <= R`` rows of B by ``C`` columns (PRELOAD), an activation
-  chunk is up to ``mt`` rows of ``A[m, k0:k0+kc]`` (MATMUL count), ``mt`` at most half the
-  accumulator. When the whole K x C weight panel of an n-tile fits in a scratchpad buffer it
-  is loaded once and reused by every m-block (weights stay stationary in the scratchpad);
-  otherwise each step loads its tile.
-- **OS**: an output tile is ``R`` rows x ``C`` columns; each step streams ``kc`` rows of
-  ``A^T`` (the runtime stores A transposed) and of B. When ``2K`` rows fit a buffer the
-  K x C panel of B is loaded once per n-tile.
+- **WS**: a step PRELOADs a weight tile of ``kc <= R`` rows of B by ``C`` columns and
+  streams ``mt`` rows of ``A[m, k0:k0+kc]`` (MATMUL count); ``mt`` is at most half the
+  accumulator.
+- **OS**: an output tile is ``R`` rows x ``C`` columns; a step streams ``kc`` rows of
+  ``A^T`` (the runtime stores A transposed) and of B.
 
-Double buffering (VTA's scheme): the scratchpad is split into two buffers (in different
-banks when there are several), step ``s`` uses buffer ``s % 2``; the accumulator is split in
-halves, output tile ``t`` uses half ``t % 2``. Tokens: the last LOAD of step ``s`` pushes to
-exec, whose first instruction of step ``s`` pops it; the last exec instruction of step ``s``
-pushes back to load (the buffer is free) and the loads of step ``s + 2`` pop it. Between exec
-and store the same with accumulator halves. Pushes with no matching pop are left out, so the
-counters are back to zero after each GEMM. Quantisation parameters are loaded per n-tile
-into qparam slot ``j % 2``; since no token path leads from store back to load, reusing a slot
-(n-tile ``j >= 2``) is preceded by a FENCE. Instructions are emitted in an order that runs
-without blocking when executed one by one, so no queue depth can deadlock.
+Operand reuse: an A chunk is *resident* when the m-block's whole K fits, so it is loaded on
+the first n-tile and reused by the others (A is read once instead of once per n-tile); B
+tiles are resident when all of B fits beside A, loaded on the first m-block. Otherwise an
+operand is streamed through a ring of ``depth`` step buffers. :func:`_plan` picks residency,
+``mt`` (WS) or ``kc`` (OS) and the depth with the lowest estimated cycles; A slots alternate
+between two banks and B slots use the others, so DMA writes and array reads rarely collide.
+
+Double buffering (VTA's scheme): the loads of step ``s`` run up to ``depth`` (2) steps ahead
+of exec; the accumulator is split in halves, output tile ``t`` uses half ``t % 2``. Tokens:
+the last LOAD of step ``s`` pushes to exec, whose first instruction of step ``s`` pops it; the
+last exec instruction of step ``s`` pushes back to load and the loads of step ``s + depth``
+pop it (whatever step ``s`` read may then be overwritten); steps without loads take part in
+neither. Between exec and store the same with accumulator halves. Pushes with no matching pop
+are left out, so the counters are back to zero after each GEMM. Quantisation parameters: with
+at most two n-tiles each keeps a qparam slot; otherwise tile ``t`` reloads slot ``t % 2``
+once the STORE of tile ``t - 2`` is done, which the loads learn through exec (the first exec
+instruction of tile ``t`` pops that store's token, its push releases the loads ``depth``
+steps later); tiles of at most ``depth`` steps have no such later step and use a FENCE.
+Instructions are emitted in an order that runs without blocking when executed one by one,
+so no queue depth can deadlock.
 """
 
 import math
@@ -44,6 +52,9 @@ ALIGN = 64
 _ELEM_BYTES = {"int8": 1, "int32": 4}
 _FIELD_MAX = (1 << isa.INSTRUCTIONS["LOAD"].field("rows").width) - 1
 _QPARAM_ROWS = len(isa.QPARAM_KINDS)
+_STEP_OVERHEAD = 4          # cycles a step costs beyond its data (token hand-over, PRELOAD)
+_FENCE_OVERHEAD = 64        # cycles to drain and restart the queues around a FENCE
+_OS_KC_CANDIDATES = 8       # OS chunk heights tried: the largest, then halved
 
 
 class CompileError(ValueError):
@@ -161,38 +172,126 @@ class Program:
 
 @dataclass
 class _Plan:
+    """Tile sizes and scratchpad layout of one GEMM (see the module docstring).
+
+    A chunk ``(i, k)`` (``a_rows`` rows) lives in ``a_slots[(i * k_chunks + k) % len]`` when A
+    is resident (loaded on the first n-tile of its m-block, reused by the others), else in
+    ``a_slots[s % depth]`` for step ``s``; B tile ``(j, k)`` (``kc`` rows) likewise in
+    ``b_slots[j * k_chunks + k]`` (loaded on the first m-block) or ``b_slots[s % depth]``.
+    """
     dataflow: Dataflow
-    buffers: int        # scratchpad / step double buffering (1 or 2)
-    buf_rows: int       # scratchpad rows per buffer
+    depth: int          # steps the loads may run ahead of exec (1 or 2)
     kc: int             # reduction rows per step
     mt: int             # output rows per tile
-    b_rows: int         # rows of the B region in a buffer
-    panel: bool         # B panel of an n-tile loaded once and reused
+    k_chunks: int
+    a_rows: int         # scratchpad rows of one A chunk
+    a_resident: bool
+    b_resident: bool
+    a_slots: list
+    b_slots: list
 
-    def sp_base(self, index):
-        return (index % self.buffers) * self.buf_rows
+    def a_slot(self, s, step):
+        index = step.i * self.k_chunks + step.k if self.a_resident else s
+        return self.a_slots[index % len(self.a_slots)]
 
-
-def _plan_ws(cfg, M, K):
-    half = cfg.sp_rows // 2
-    buffers = 2 if half >= min(cfg.rows, K) + 1 else 1
-    buf = half if buffers == 2 else cfg.sp_rows
-    kc = min(cfg.rows, K, buf - 1)
-    panel_rows = math.ceil(K / kc) * kc
-    panel = panel_rows <= buf // 2
-    b_rows = panel_rows if panel else kc
-    mt = min(M, cfg.acc_rows // 2, buf - b_rows, _FIELD_MAX)
-    return _Plan(Dataflow.WS, buffers, buf, kc, mt, b_rows, panel)
+    def b_slot(self, s, step):
+        index = step.j * self.k_chunks + step.k if self.b_resident else s
+        return self.b_slots[index % len(self.b_slots)]
 
 
-def _plan_os(cfg, K):
-    half = cfg.sp_rows // 2
-    buffers = 2 if half >= 2 else 1
-    buf = half if buffers == 2 else cfg.sp_rows
-    if 2 * K <= buf:
-        return _Plan(Dataflow.OS, buffers, buf, K, cfg.rows, K, True)
-    kc = min(buf // 2, _FIELD_MAX)
-    return _Plan(Dataflow.OS, buffers, buf, kc, cfg.rows, kc, False)
+def _layout(cfg, a_count, a_rows, b_count, b_rows):
+    """Base rows of ``a_count`` A slots and ``b_count`` B slots, or None if they do not fit.
+
+    A slots alternate between banks 0 and 1 and B slots prefer the others, so a LOAD filling
+    the next chunk and the array reading the current one use different single-port banks.
+    If that does not fit, the scratchpad is used as one flat region."""
+    banks, bank_rows = cfg.scratchpad_banks, cfg.sp_bank_rows
+    for nb, rows in ((banks, bank_rows), (1, cfg.sp_rows)):
+        fill = [0] * nb
+        pair = min(2, nb)
+
+        def place(size, preferred):
+            for bank in [preferred] + list(range(nb)):
+                if fill[bank] + size <= rows:
+                    fill[bank] += size
+                    return bank * rows + fill[bank] - size
+            return None
+
+        b_bases = [place(b_rows, (pair + b % pair) % nb if nb >= 4 else (b + 1) % pair)
+                   for b in range(b_count)]
+        a_bases = [place(a_rows, c % pair) for c in range(a_count)]
+        if None not in a_bases + b_bases:
+            return a_bases, b_bases
+    return None
+
+
+def _try_plan(cfg, dataflow, M, K, N, kc, mt, depth, a_resident, b_resident):
+    k_chunks, n_tiles = math.ceil(K / kc), math.ceil(N / cfg.cols)
+    a_rows = mt if dataflow == Dataflow.WS else kc
+    a_count = max(k_chunks, depth) if a_resident else depth
+    b_count = n_tiles * k_chunks if b_resident else depth
+    placed = _layout(cfg, a_count, a_rows, b_count, kc)
+    if placed is None:
+        return None
+    return _Plan(dataflow, depth, kc, mt, k_chunks, a_rows, a_resident, b_resident, *placed)
+
+
+def _cost(cfg, plan, M, K, N, qparams):
+    """Estimated cycles: DMA beats of the operand traffic, a per-step overhead and the drains
+    of the FENCEs that short tiles need to reuse a qparam slot (:func:`_place_qparams`)."""
+    m_blocks, n_tiles = math.ceil(M / plan.mt), math.ceil(N / cfg.cols)
+    traffic = M * K * (1 if plan.a_resident else n_tiles) + \
+        K * N * (1 if plan.b_resident else m_blocks)
+    steps = m_blocks * n_tiles * plan.k_chunks
+    cost = traffic / (cfg.dma_data_width // 8) + steps * _STEP_OVERHEAD
+    if qparams and n_tiles > isa.QPARAM_SLOTS and plan.k_chunks <= plan.depth:
+        cost += m_blocks * n_tiles * (plan.a_rows + plan.kc + _FENCE_OVERHEAD)
+    return cost
+
+
+def _largest_mt(cfg, dataflow, M, K, N, kc, depth, a_res, b_res):
+    """The plan with the largest WS tile height that fits, balanced over the m-blocks."""
+    lo, hi = 0, min(M, cfg.acc_rows // 2, _FIELD_MAX)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _try_plan(cfg, dataflow, M, K, N, kc, mid, depth, a_res, b_res) is None:
+            hi = mid - 1
+        else:
+            lo = mid
+    if lo == 0:
+        return None
+    mt = math.ceil(M / math.ceil(M / lo))
+    return _try_plan(cfg, dataflow, M, K, N, kc, mt, depth, a_res, b_res)
+
+
+def _plan(cfg, dataflow, M, K, N, qparams):
+    """The cheapest plan (by :func:`_cost`): residency of A and B, tile sizes, buffer depth."""
+    if dataflow == Dataflow.WS:
+        kcs = [min(cfg.rows, K)]
+    else:
+        kcs, kc = [], min(K, _FIELD_MAX)
+        while kc >= 1 and len(kcs) < _OS_KC_CANDIDATES:
+            kcs.append(kc)
+            kc //= 2
+    best, best_cost = None, None
+    for depth in (2, 1):
+        for kc in kcs:
+            for a_res in (True, False):
+                for b_res in (True, False):
+                    if dataflow == Dataflow.WS:
+                        plan = _largest_mt(cfg, dataflow, M, K, N, kc, depth, a_res, b_res)
+                    else:
+                        plan = _try_plan(cfg, dataflow, M, K, N, kc, cfg.rows, depth, a_res,
+                                         b_res)
+                    if plan is None:
+                        continue
+                    cost = _cost(cfg, plan, M, K, N, qparams)
+                    if best is None or cost < best_cost:
+                        best, best_cost = plan, cost
+        if best is not None:
+            return best
+    raise CompileError(f"the {cfg.sp_rows}-row scratchpad cannot hold one A and one B tile "
+                       f"of the {M}x{K}x{N} GEMM")
 
 
 def _choose_dataflow(cfg, dataflow):
@@ -211,10 +310,10 @@ def _choose_dataflow(cfg, dataflow):
 
 @dataclass
 class _Step:
-    j: int          # n-tile
     i: int          # m-block
+    j: int          # n-tile
     k: int          # k-chunk
-    t: int          # output tile (j, i) in order
+    t: int          # output tile (i, j) in order
     last_k: bool
     loads: list = field(default_factory=list)
     execs: list = field(default_factory=list)
@@ -224,52 +323,77 @@ def _instr(name, **values):
     return [name, values]
 
 
-def _steps(plan, M, K, N, C):
-    n_tiles, m_blocks = math.ceil(N / C), math.ceil(M / plan.mt)
-    k_chunks = math.ceil(K / plan.kc)
+def _steps(plan, M, N, C):
+    m_blocks, n_tiles = math.ceil(M / plan.mt), math.ceil(N / C)
     t = 0
-    for j in range(n_tiles):
-        for i in range(m_blocks):
-            for k in range(k_chunks):
-                yield _Step(j, i, k, t, k == k_chunks - 1)
+    for i in range(m_blocks):
+        for j in range(n_tiles):
+            for k in range(plan.k_chunks):
+                yield _Step(i, j, k, t, k == plan.k_chunks - 1)
             t += 1
 
 
 def _fill_step(cfg, plan, s, step, gemm):
-    """The LOADs and exec instructions of step ``s``."""
-    A, B, Q, (M, K, N) = gemm["A"], gemm["B"], gemm["Q"], gemm["shape"]
-    R, C = cfg.rows, cfg.cols
+    """The operand LOADs and exec instructions of step ``s``."""
+    A, B, (M, K, N) = gemm["A"], gemm["B"], gemm["shape"]
+    C = cfg.cols
     m0, n0, k0 = step.i * plan.mt, step.j * C, step.k * plan.kc
     mr, nc, kr = min(plan.mt, M - m0), min(C, N - n0), min(plan.kc, K - k0)
-    a_base = plan.sp_base(s) + plan.b_rows
-    b_half = plan.sp_base(step.j if plan.panel else s)
+    a_addr, b_addr = plan.a_slot(s, step), plan.b_slot(s, step)
     acc = (step.t % 2) * (cfg.acc_rows // 2)
-    first_of_ntile = step.i == 0 and step.k == 0
-    if Q is not None and first_of_ntile:
-        step.loads.append(_instr("LOAD", dst=LoadDst.QPARAM, local_addr=_QPARAM_ROWS * (step.j % 2),
-                                 rows=_QPARAM_ROWS, row_elems=nc, dram_addr=Q.addr + 4 * n0,
-                                 dram_stride=4 * N))
-    b_chunks = range(math.ceil(K / plan.kc)) if plan.panel and first_of_ntile else \
-        ([] if plan.panel else [step.k])
-    for k in b_chunks:
-        kk = k * plan.kc
-        step.loads.append(_instr("LOAD", dst=LoadDst.SP,
-                                 local_addr=b_half + (kk if plan.panel else 0),
-                                 rows=min(plan.kc, K - kk), row_elems=nc,
-                                 dram_addr=B.addr + kk * N + n0, dram_stride=N))
-    b_addr = b_half + (k0 if plan.panel else 0)
+    if not plan.b_resident or step.i == 0:
+        step.loads.append(_instr("LOAD", dst=LoadDst.SP, local_addr=b_addr, rows=kr,
+                                 row_elems=nc, dram_addr=B.addr + k0 * N + n0, dram_stride=N))
+    load_a = not plan.a_resident or step.j == 0
     if plan.dataflow == Dataflow.WS:
-        step.loads.append(_instr("LOAD", dst=LoadDst.SP, local_addr=a_base, rows=mr,
-                                 row_elems=kr, dram_addr=A.addr + m0 * K + k0, dram_stride=K))
+        if load_a:
+            step.loads.append(_instr("LOAD", dst=LoadDst.SP, local_addr=a_addr, rows=mr,
+                                     row_elems=kr, dram_addr=A.addr + m0 * K + k0,
+                                     dram_stride=K))
         step.execs.append(_instr("PRELOAD", sp_addr=b_addr, k_rows=kr))
         step.execs.append(_instr("MATMUL", dataflow=Dataflow.WS, accumulate=int(step.k > 0),
-                                 a_addr=a_base, acc_addr=acc, count=mr))
+                                 a_addr=a_addr, acc_addr=acc, count=mr))
     else:
-        step.loads.append(_instr("LOAD", dst=LoadDst.SP, local_addr=a_base, rows=kr,
-                                 row_elems=mr, dram_addr=A.addr + k0 * M + m0, dram_stride=M))
+        if load_a:
+            step.loads.append(_instr("LOAD", dst=LoadDst.SP, local_addr=a_addr, rows=kr,
+                                     row_elems=mr, dram_addr=A.addr + k0 * M + m0,
+                                     dram_stride=M))
         step.execs.append(_instr("MATMUL", dataflow=Dataflow.OS, accumulate=int(step.k > 0),
-                                 a_addr=a_base, b_addr=b_addr, acc_addr=acc, count=kr))
+                                 a_addr=a_addr, b_addr=b_addr, acc_addr=acc, count=kr))
     return mr, nc, m0, n0, acc
+
+
+def _place_qparams(plan, steps, Q, N, C):
+    """Add the qparam LOADs; return ``(qslot(step), steps preceded by a FENCE)``.
+
+    With at most QPARAM_SLOTS n-tiles every n-tile keeps its own slot, loaded once. Otherwise
+    tile ``t`` reuses slot ``t % 2`` of tile ``t - 2``: the first exec instruction of tile
+    ``t`` waits for that tile's STORE (the accumulator-half token) and its buffer token
+    releases the loads ``depth`` steps later, which is where the qparams go, as long as that
+    step is still inside tile ``t``; only tiles of at most ``depth`` steps need a FENCE."""
+    n_tiles, kc = math.ceil(N / C), plan.k_chunks
+    shared = n_tiles > isa.QPARAM_SLOTS
+    fences = set()
+    for first in range(0, len(steps), kc):
+        step = steps[first]
+        slot = step.t % isa.QPARAM_SLOTS if shared else step.j
+        if not shared and step.i > 0:
+            continue
+        at = first
+        if shared and step.t >= isa.QPARAM_SLOTS:
+            if kc > plan.depth:
+                at = first + plan.depth
+            else:
+                fences.add(first)
+        nc, n0 = min(C, N - step.j * C), step.j * C
+        steps[at].loads.insert(0, _instr("LOAD", dst=LoadDst.QPARAM,
+                                         local_addr=_QPARAM_ROWS * slot, rows=_QPARAM_ROWS,
+                                         row_elems=nc, dram_addr=Q.addr + 4 * n0,
+                                         dram_stride=4 * N))
+
+    def qslot(step):
+        return step.t % isa.QPARAM_SLOTS if shared else step.j
+    return qslot, fences
 
 
 def _config(cfg, quant):
@@ -287,33 +411,37 @@ def _emit_gemm(prog, gemm, plan, quant):
     M, K, N = gemm["shape"]
     Cout, out_int32 = gemm["Cout"], quant.out_dtype == "int32"
     esize = _ELEM_BYTES[quant.out_dtype]
-    steps = list(_steps(plan, M, K, N, cfg.cols))
-    D, S, T = plan.buffers, len(steps), steps[-1].t + 1
+    steps = list(_steps(plan, M, N, cfg.cols))
+    D, S, T = plan.depth, len(steps), steps[-1].t + 1
+    tiles = [_fill_step(cfg, plan, s, step, gemm) for s, step in enumerate(steps)]
+    qslot, fences = (lambda step: 0), set()
+    if gemm["Q"] is not None:
+        qslot, fences = _place_qparams(plan, steps, gemm["Q"], N, cfg.cols)
     stores = []
     for s, step in enumerate(steps):
-        mr, nc, m0, n0, acc = _fill_step(cfg, plan, s, step, gemm)
-        if s >= D:
-            step.loads[0][1]["pop_next"] = 1
-        step.loads[-1][1]["push_next"] = 1
-        step.execs[0][1]["pop_prev"] = 1
+        mr, nc, m0, n0, acc = tiles[s]
+        if step.loads:
+            if s >= D:
+                step.loads[0][1]["pop_next"] = 1
+            step.loads[-1][1]["push_next"] = 1
+            step.execs[0][1]["pop_prev"] = 1
         if step.k == 0 and step.t >= 2:
             step.execs[0][1]["pop_next"] = 1
-        if s + D < S:
+        if s + D < S and steps[s + D].loads:
             step.execs[-1][1]["push_prev"] = 1
         if step.last_k:
             step.execs[-1][1]["push_next"] = 1
             stores.append(_instr("STORE", acc_addr=acc, out_int32=int(out_int32),
-                                 qslot=step.j % 2, rows=mr, row_elems=nc, pop_prev=1,
+                                 qslot=qslot(step), rows=mr, row_elems=nc, pop_prev=1,
                                  push_prev=int(step.t + 2 < T),
                                  dram_addr=Cout.addr + (m0 * N + n0) * esize,
                                  dram_stride=N * esize))
     order = [_config(cfg, quant)]
 
     def emit_loads(s):
-        step = steps[s]
-        if gemm["Q"] is not None and step.j >= 2 and step.i == 0 and step.k == 0:
+        if s in fences:
             order.append(_instr("FENCE"))
-        order.extend(step.loads)
+        order.extend(steps[s].loads)
 
     for s in range(min(D, S)):
         emit_loads(s)
@@ -374,7 +502,7 @@ def _add_gemm(prog, M, K, N, quant, dataflow, a_tensor, names, out_name, b_encod
         q = prog.alloc(names["Q"], (_QPARAM_ROWS, N), "int32",
                        _qparam_encoder(N, names["bias"], names["multiplier"], names["shift"]))
     cout = prog.alloc(out_name, (M, N), quant.out_dtype)
-    plan = _plan_ws(cfg, M, K) if dataflow == Dataflow.WS else _plan_os(cfg, K)
+    plan = _plan(cfg, dataflow, M, K, N, quant.uses_qparams)
     _emit_gemm(prog, dict(A=a_tensor, B=b, Q=q, Cout=cout, shape=(M, K, N)), plan, quant)
     return cout
 

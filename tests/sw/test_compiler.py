@@ -81,8 +81,8 @@ def test_fixed_shapes(name, flow, shape):
 
 @pytest.mark.parametrize("flow", FLOWS)
 def test_multi_pass_beyond_scratchpad_and_accumulator(flow):
-    # 4x4 config: 256 SP rows, 64 ACC rows; K=300 forces streamed weight tiles (no panel),
-    # M=150 several accumulator passes, N=13 four n-tiles (qparam slots reused after a FENCE).
+    # 4x4 config: 256 SP rows, 64 ACC rows; K=300 is too long to keep operands resident,
+    # M=150 several accumulator passes, N=13 four n-tiles (qparam slots reused).
     cfg = SMALL["4x4"]
     check(cfg, 150, 300, 13, flow, SEED, per_column=True, with_bias=True, out_dtype="int8",
           queue_depth=2)
@@ -123,6 +123,51 @@ def test_tokens_balance_and_double_buffer_banks():
     loads = [isa.decode(w)[1] for w in prog.words if isa.decode(w)[0].name == "LOAD"]
     banks = {ld["local_addr"] // cfg.sp_bank_rows for ld in loads}
     assert len(banks) >= 2
+
+
+def run_machine(cfg, prog, inputs):
+    m = Machine(cfg, prog.pack(inputs), prog.dram_base, queue_depth=1)
+    result = m.run(prog.prog_base, prog.prog_count)
+    assert result.error is None
+    return result
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+def test_operands_read_once_when_they_fit(flow):
+    # Default config, 128^3: A and B fit the scratchpad, so each byte is loaded exactly once
+    # (plus the qparams of the 8 n-tiles, which share two slots without a FENCE).
+    cfg, (M, K, N) = SMALL["default"], (128, 128, 128)
+    g = np.random.default_rng(SEED)
+    inputs = dict(A=g.integers(-128, 128, (M, K)).astype(np.int8),
+                  B=g.integers(-128, 128, (K, N)).astype(np.int8),
+                  bias=g.integers(-5000, 5000, N).astype(np.int32))
+    prog = compiler.compile_gemm(cfg, (M, K), (K, N), bias=True, multiplier=1 << 30, shift=9,
+                                 dataflow=flow)
+    result = run_machine(cfg, prog, inputs)
+    tiles = (M // cfg.rows if flow == "os" else 1) * (N // cfg.cols)
+    qparam_bytes = tiles * len(isa.QPARAM_KINDS) * cfg.cols * 4
+    assert result.counters["dma_bytes_read"] == M * K + K * N + qparam_bytes
+    assert result.counters["dma_bytes_written"] == M * N
+    assert "FENCE" not in [isa.decode(w)[0].name for w in prog.words]
+    C = prog.unpack(result.dram)
+    np.testing.assert_array_equal(C, reference_gemm(inputs["A"], inputs["B"], inputs["bias"],
+                                                    1 << 30, 9))
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+@pytest.mark.parametrize("K", [3, 6, 40])
+def test_qparam_slot_reuse_over_many_tiles(flow, K):
+    # Many n-tiles and m-blocks share the two qparam slots: K=40 relays the slot's release
+    # through exec (no FENCE), K <= 2 chunks falls back to a FENCE; both bit-exact with
+    # depth-1 queues, which deadlock if a token is missing or misplaced.
+    cfg = SMALL["4x4"]
+    check(cfg, 30, K, 23, flow, SEED, per_column=True, with_bias=True, out_dtype="int8",
+          queue_depth=1)
+    prog = compiler.compile_gemm(cfg, (30, K), (K, 23), per_column=True, bias=True,
+                                 dataflow=flow)
+    fences = [isa.decode(w)[0].name for w in prog.words].count("FENCE")
+    plan = compiler._plan(cfg, isa.Dataflow[flow.upper()], 30, K, 23, True)
+    assert (fences == 0) == (plan.k_chunks > plan.depth)
 
 
 @pytest.mark.parametrize("flow", FLOWS)
