@@ -246,3 +246,19 @@ def test_runtime_raises_a_clear_error():
     program = compiler.compile_gemm(cfg, A.shape, B.shape, out_dtype="int32")
     with pytest.raises(AcceleratorError, match="DMA_WINDOW at instruction"):
         rtl.run(program, dict(A=A, B=B), window=(program.dram_base, 64))
+
+
+# Cycle counts are deterministic without backpressure: a change that slows the pipeline
+# (or the compiler's schedule) fails here. Update the numbers only for a change that is
+# meant to alter them, and say why in its commit.
+EXPECTED_CYCLES = {"ws": 638, "os": 668}
+
+
+@pytest.mark.parametrize("dataflow", sorted(EXPECTED_CYCLES))
+def test_cycle_count_regression(dataflow):
+    cfg = CONFIGS["4x4"]
+    A = (np.arange(256, dtype=np.int64).reshape(16, 16) % 255 - 127).astype(np.int8)
+    B = ((np.arange(256, dtype=np.int64).reshape(16, 16) * 7) % 255 - 127).astype(np.int8)
+    C, report = Runtime(cfg, RtlBackend(cfg)).gemm(A, B, out_dtype="int32", dataflow=dataflow)
+    assert np.array_equal(C, A.astype(np.int64) @ B)
+    assert report["cycles"] == EXPECTED_CYCLES[dataflow]
