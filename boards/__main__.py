@@ -9,6 +9,7 @@ with 1 when timing is not met. ``program`` loads build/BOARD onto a connected bo
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,19 @@ KEY_CELLS = {
     "TRELLIS_COMB": "LUT4", "TRELLIS_FF": "FF", "DP16KD": "EBR (DP16KD)",
     "MULT18X18D": "DSP (MULT18X18D)",
 }
+
+
+# What yosys maps to each resource the table shows (cells of its final statistics), and the
+# totals of the devices (for a design that nextpnr could not place, so gave no report).
+SYNTH_CELLS = {
+    "LUT": ("SB_LUT4", "LUT4"), "FF": ("SB_DFF", "TRELLIS_FF"),
+    "DSP": ("SB_MAC16", "MULT18X18D"), "BRAM": ("SB_RAM40_4K", "DP16KD"),
+}
+DEVICE_TOTALS = {
+    "iCE40UP5K": {"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30},
+    "LFE5U-85F": {"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208},
+}
+TABLE = "boards.md"
 
 
 class BoardError(Exception):
@@ -82,6 +96,62 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def synth_cells(rpt_text):
+    """Used LUT / FF / DSP / BRAM from the last statistics in a yosys log (``name.rpt``)."""
+    stats = rpt_text[rpt_text.rfind("Printing statistics"):]
+    # The flattened top's own section holds every cell; the hierarchy summary repeats them.
+    stats = stats.split("=== design hierarchy ===")[0]
+    counts = {}
+    for count, cell in re.findall(r"^\s+(\d+)\s+(\S+)\s*$", stats, re.M):
+        counts[cell] = counts.get(cell, 0) + int(count)
+    return {resource: sum(n for cell, n in counts.items() if cell.startswith(prefixes))
+            for resource, prefixes in SYNTH_CELLS.items()}
+
+
+def table_row(report):
+    """One line of the board table: synthesised resources / device, Fmax / constraint."""
+    cfg = report["config"]
+    totals = DEVICE_TOTALS.get(report["device"], {})
+    used = report.get("synth", {})
+    cells = " | ".join(f"{used.get(r, '?')} / {totals.get(r, '?')}" for r in SYNTH_CELLS)
+    if report["fmax"]:
+        fmax = ", ".join(f"{f['achieved_mhz']} / {f['constraint_mhz']}"
+                         for f in report["fmax"].values())
+        met = "yes" if report["timing_met"] else "**NO**"
+    else:
+        fmax, met = "-", f"**NO** ({report.get('failure', 'no timing report')})"
+    return (f"| {report['board']} | {cfg['rows']}x{cfg['cols']} {cfg['dataflow']},"
+            f" {cfg['dma_data_width']}-bit DMA, {cfg['dram_size'] // 1024} KiB RAM | {cells} |"
+            f" {fmax} | {met} |")
+
+
+def write_table(root=Path("build")):
+    """build/boards.md: one row per board with a report.json."""
+    lines = ["| board | config | LUT | FF | DSP | BRAM | Fmax / constraint (MHz) | met |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for board in BOARDS:
+        path = root / board / "report.json"
+        if path.exists():
+            lines.append(table_row(json.loads(path.read_text())))
+    (root / TABLE).write_text("\n".join(lines) + "\n")
+    return root / TABLE
+
+
+def _synth_report(target, path):
+    rpt = path / f"{target.name}.rpt"
+    return synth_cells(rpt.read_text()) if rpt.exists() else {}
+
+
+def _failure(target, path):
+    """A report for a build that stopped in nextpnr (typically: the design does not fit)."""
+    log = path / f"{target.name}.tim"
+    errors = re.findall(r"^ERROR: (.*)$", log.read_text(), re.M) if log.exists() else []
+    return {"board": target.name, "device": target.platform.device, "clk_hz": target.clk_hz,
+            "config": target.cfg.to_dict(), "utilization": {}, "fmax": {},
+            "synth": _synth_report(target, path), "timing_met": False,
+            "failure": errors[0] if errors else "the toolchain failed"}
+
+
 def cmd_elaborate(target):
     _, plan = _build(target, do_build=False)
     print(f"{target.name}: elaborated {len(plan.files)} build files"
@@ -91,15 +161,22 @@ def cmd_elaborate(target):
 
 
 def cmd_build(target):
+    path = build_dir(target.name)
     try:
         _build(target, do_build=True)
     except subprocess.CalledProcessError as error:
-        raise BoardError(f"{target.name}: the toolchain failed ({error});"
-                         f" see the logs in {build_dir(target.name)}") from None
-    path = build_dir(target.name)
+        report = _failure(target, path)
+        (path / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_table()
+        raise BoardError(f"{target.name}: the toolchain failed ({error}): {report['failure']};"
+                         f" synthesised {report['synth']} of"
+                         f" {DEVICE_TOTALS.get(report['device'])}; see the logs in {path}"
+                         ) from None
     with open(path / NEXTPNR_REPORT) as f:
         report = summarise(target, json.load(f))
+    report["synth"] = _synth_report(target, path)
     (path / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_table()
     text = markdown(report)
     (path / "report.md").write_text(text)
     print(text)

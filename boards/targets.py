@@ -48,6 +48,15 @@ class OrangeCrabUartPlatform(OrangeCrabR0_2_85FPlatform):
         return LatticeECP5Platform.command_templates.fget(self)
 
 
+class ULX3SBuildPlatform(ULX3S_85F_Platform):
+    """ULX3S 85F whose build does not require the programmer (``openFPGALoader`` is not on
+    PyPI; ``python -m boards program ulx3s`` checks for it instead)."""
+
+    @property
+    def required_tools(self):
+        return LatticeECP5Platform.required_tools.fget(self)
+
+
 @dataclass(frozen=True)
 class Target:
     """One board: ``platform`` (amaranth-boards class), ``clk_hz`` (its default clock),
@@ -92,7 +101,7 @@ BOARDS = {
     "icebreaker": Target("icebreaker", ICEBreakerPlatform, 12e6, ICEBREAKER_CFG,
                          synth_opts="-dsp -spram", programmer="iceprog",
                          programmer_env="ICEPROG", ram_init=False),
-    "ulx3s": Target("ulx3s", ULX3S_85F_Platform, 25e6, ECP5_85F_CFG, synth_opts="",
+    "ulx3s": Target("ulx3s", ULX3SBuildPlatform, 25e6, ECP5_85F_CFG, synth_opts="",
                     programmer="openFPGALoader", programmer_env="OPENFPGALOADER"),
     "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,
                          synth_opts="", programmer="dfu-util", programmer_env="DFU_UTIL"),

@@ -81,7 +81,7 @@ class GoldenBackend(Backend):
 _BACKENDS = {}
 # Modules that register more backends when imported (the RTL simulators, boards); tried in
 # order the first time an unknown backend is asked for.
-BACKEND_MODULES = ["sim.backends"]
+BACKEND_MODULES = ["sim.backends", "sw.uart_backend"]
 
 
 def register_backend(name, factory):

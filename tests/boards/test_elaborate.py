@@ -60,3 +60,21 @@ def test_report_summary():
     nextpnr["fmax"]["clk12_0__io"]["achieved"] = 11.9
     assert not cli.summarise(BOARDS["icebreaker"], nextpnr)["timing_met"]
     assert "**NO**" in cli.markdown(cli.summarise(BOARDS["icebreaker"], nextpnr))
+
+
+def test_synth_cells_and_table_row(tmp_path):
+    rpt = ("2.1 Printing statistics.\n  5 SB_LUT4\n\n"
+           "2.59. Printing statistics.\n\n=== icebreaker ===\n"
+           "  20 SB_MAC16\n  51 SB_RAM40_4K\n  283 SB_DFF\n  317 SB_DFFSR\n  10918 SB_LUT4\n"
+           "\n=== design hierarchy ===\n  10918 SB_LUT4\n")
+    cells = cli.synth_cells(rpt)
+    assert cells == {"LUT": 10918, "FF": 600, "DSP": 20, "BRAM": 51}
+    target = BOARDS["icebreaker"]
+    report = dict(board="icebreaker", device=target.platform.device, config=target.cfg.to_dict(),
+                  synth=cells, fmax={}, timing_met=False, failure="no BELs remaining")
+    row = cli.table_row(report)
+    assert "| 10918 / 5280 | 600 / 5280 | 20 / 8 | 51 / 30 |" in row
+    assert "**NO** (no BELs remaining)" in row
+    (tmp_path / "icebreaker").mkdir()
+    (tmp_path / "icebreaker" / "report.json").write_text(__import__("json").dumps(report))
+    assert row in cli.write_table(tmp_path).read_text()
