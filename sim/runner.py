@@ -9,6 +9,7 @@ import fcntl
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from hw.toolchain import use_yowasp_tools
@@ -60,7 +61,8 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
 
     ``extra_env`` reaches the testbench as environment variables (configuration, seeds).
     ``log_file`` sends the build and simulator output there instead of the terminal.
-    Returns the path of the JUnit results file; raises if any cocotb test failed.
+    Raises if any cocotb test failed. Returns the run directory (holding the waveform) when
+    ``waves`` is set, else None; a failed run's directory is kept for inspection.
     """
     from cocotb_tools.runner import get_results, get_runner
 
@@ -90,12 +92,15 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-    results = build_dir / f"{toplevel}.results.xml"
+    # Each run gets its own directory: runs sharing one build (pytest workers) must not share
+    # a results file, since the runner deletes it before starting the simulator.
+    run_dir = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=build_dir))
+    results = run_dir / "results.xml"
     try:
         runner.test(
             hdl_toplevel=toplevel,
             test_module=test_module,
-            test_dir=build_dir,
+            test_dir=run_dir,
             build_dir=build_dir,
             extra_env=env,
             waves=waves,
@@ -106,16 +111,18 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
             log_file=log_file,
         )
     except SystemExit as e:
-        # Under pytest the runner exits on a failed test *or* a nonzero simulator exit code,
-        # which Verilator sometimes returns after every test has passed: the results file
-        # written by cocotb is the verdict, checked below.
+        # Under pytest the runner exits on a failed test or a missing results file; the
+        # results file written by cocotb is the verdict, checked below.
         if not results.exists():
             raise AssertionError(f"cocotb: the simulation ended ({e}) without results") from None
     num_tests, num_failed = get_results(results)
     if num_tests == 0 or num_failed:
         raise AssertionError(f"cocotb: {num_failed} of {num_tests} tests failed on {simulator}"
                              f" (log above; results in {results})")
-    return results
+    if not waves:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return None
+    return run_dir
 
 
 def _build(runner, verilog_sources, toplevel, build_dir, build_args, waves, timescale,

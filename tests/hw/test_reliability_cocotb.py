@@ -77,9 +77,6 @@ def _seed():
 
 @pytest.mark.cocotb
 @pytest.mark.xdist_group("top")
-@pytest.mark.xfail(reason="passes on a warm build but failed twice in a fresh clone (the"
-                          " simulator exited before writing results); under investigation",
-                   strict=False)
 def test_program_after_a_first_row_window_fault_runs():
     """Regression (found by the fuzzer): the fetcher issued a DMA command in the cycle the
     controller cleared the datapath after a fast fault, wedging the next program at PC=0."""
