@@ -1,6 +1,7 @@
 """Command line of the generator (``python -m hw``); every Config knob is a flag."""
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,9 @@ from .config import DATAFLOWS, Config, ConfigError
 __all__ = ["main", "add_config_arguments", "config_from_args", "emit_verilog"]
 
 TOP_NAME = "tensor_core"
+#: The emitted array: a grid module of generate loops instantiating the cell module R x C times.
+GRID_NAME = f"{TOP_NAME}_mac_grid"
+CELL_NAME = f"{TOP_NAME}_mac_cell"
 
 
 def add_config_arguments(parser):
@@ -43,26 +47,44 @@ def emit_verilog(cfg, out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     verilog_path = out_dir / f"{TOP_NAME}.v"
-    verilog_path.write_text(to_verilog(TensorCore(cfg), TOP_NAME))
+    verilog_path.write_text(to_verilog_with_grid(TensorCore(cfg), TOP_NAME, cfg))
     config_path = out_dir / "config.json"
     config_path.write_text(cfg.to_json())
     return verilog_path, config_path
 
 
-def to_verilog(component, name):
-    """Verilog of ``component`` without initial contents for its memories.
+def to_verilog_with_grid(component, name, cfg):
+    """:func:`to_verilog` of a design holding the systolic array of ``cfg``, whose MAC cell
+    is emitted once (module ``tensor_core_mac_cell``) and whose grid of R x C cells with
+    its skew registers is a module of ``generate`` loops (:func:`hw.mac_grid.grid_verilog`):
+    emission time grows with the logic outside the grid, not with the number of cells."""
+    from .mac import MacCell
+    from .mac_grid import grid_as_instance, grid_verilog, mac_cell_params
 
-    This is Amaranth's own flow (``back.verilog``) plus one step: the scratchpad,
+    with grid_as_instance(GRID_NAME):
+        text = to_verilog(component, name, modules={CELL_NAME: MacCell(**mac_cell_params(cfg))})
+    return text + grid_verilog(cfg, GRID_NAME, CELL_NAME)
+
+
+def to_verilog(component, name, modules=None):
+    """Verilog of ``component`` (top module ``name``) and of the components in ``modules``
+    (``{module name: component}``, for the ``Instance`` s the design makes of them), without
+    initial contents for memories.
+
+    This is Amaranth's own flow (``back.verilog``) with one difference: the scratchpad,
     accumulator and RAM are SRAMs whose contents the program defines, so their all-zero
-    ``$meminit`` cells are deleted instead of becoming one ``initial`` line per row (which
-    made the default design 4 MB of Verilog and kept yosys from mapping SPRAM).
+    initial contents are not emitted (they would be one ``initial`` line per row, which made
+    the default design 4 MB of Verilog, kept yosys from mapping SPRAM, and took most of the
+    emission time).
     """
     from amaranth.back import rtlil
 
-    rtlil_text = rtlil.convert(component, name=name, emit_src=False)
+    designs = {name: component, **(modules or {})}
+    with _without_memory_init(rtlil):
+        rtlil_texts = [rtlil.convert(c, name=n, emit_src=False) for n, c in designs.items()]
     # YoWASP tools see only the working directory: the design goes in on stdin.
     script = "\n".join([
-        f"read_rtlil <<rtlil\n{rtlil_text}\nrtlil",
+        *(f"read_rtlil <<rtlil\n{text}\nrtlil" for text in rtlil_texts),
         "delete t:$meminit_v2",
         "proc -nomux -norom",
         "memory_collect",
@@ -73,6 +95,24 @@ def to_verilog(component, name):
     if result.returncode != 0:
         raise RuntimeError(f"yosys failed to write Verilog:\n{result.stderr}")
     return result.stdout
+
+
+@contextlib.contextmanager
+def _without_memory_init(rtlil):
+    """Skip the RTLIL ``$meminit_v2`` cells, which Amaranth (0.5 has no uninitialised
+    memories) builds bit by bit from Python: for the 256 KiB scratchpad that alone is
+    millions of objects. Falls back to emitting them (deleted later by yosys) if the
+    emitter's internals differ from the ones this was written for."""
+    emitter = getattr(rtlil, "ModuleEmitter", None)
+    if emitter is None or not hasattr(emitter, "emit_memory"):
+        yield
+        return
+    original = emitter.emit_memory
+    emitter.emit_memory = lambda self, cell_idx, cell: None
+    try:
+        yield
+    finally:
+        emitter.emit_memory = original
 
 
 def lint(verilog_path, top=TOP_NAME):

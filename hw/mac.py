@@ -5,10 +5,44 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 
-__all__ = ["MacCell", "WEIGHT_BUFFERS"]
+__all__ = ["MacCell", "WEIGHT_BUFFERS", "mac_cell_signature"]
 
 #: Weight registers per cell in WS: the active tile and the shadow tile shifting in.
 WEIGHT_BUFFERS = 2
+
+def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True):
+    """The ports of a :class:`MacCell` with these parameters (validated)."""
+    for name, value in (("input_width", input_width), ("weight_width", weight_width),
+                        ("acc_width", acc_width)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"MacCell {name}={value!r} must be a positive integer")
+    if acc_width < input_width + weight_width:
+        raise ValueError(f"MacCell acc_width={acc_width} must be at least input_width +"
+                         f" weight_width = {input_width + weight_width}")
+    if not (ws or os):
+        raise ValueError("MacCell needs at least one of ws, os")
+    h_fields = {"a": signed(input_width)}
+    v_fields = {"p": signed(acc_width)}
+    if ws:
+        h_fields["sel"] = range(WEIGHT_BUFFERS)
+    if os:
+        h_fields["last"] = 1
+        v_fields["b"] = signed(weight_width)
+        v_fields["shift"] = 1
+    h_layout, v_layout = data.StructLayout(h_fields), data.StructLayout(v_fields)
+    w_layout = data.ArrayLayout(signed(weight_width), WEIGHT_BUFFERS)
+    members = {
+        "en": In(1),
+        "h_in": In(h_layout), "h_out": Out(h_layout),
+        "v_in": In(v_layout), "v_out": Out(v_layout),
+    }
+    if ws:
+        members.update(w_in=In(w_layout), w_out=Out(w_layout), w_shift=In(WEIGHT_BUFFERS))
+    if os:
+        members["drain"] = In(1)
+    if ws and os:
+        members["os_mode"] = In(1)
+    return wiring.Signature(members)
 
 
 class MacCell(wiring.Component):
@@ -49,43 +83,15 @@ class MacCell(wiring.Component):
     """
 
     def __init__(self, *, input_width, weight_width, acc_width, ws=True, os=True):
-        for name, value in (("input_width", input_width), ("weight_width", weight_width),
-                            ("acc_width", acc_width)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"MacCell {name}={value!r} must be a positive integer")
-        if acc_width < input_width + weight_width:
-            raise ValueError(f"MacCell acc_width={acc_width} must be at least input_width +"
-                             f" weight_width = {input_width + weight_width}")
-        if not (ws or os):
-            raise ValueError("MacCell needs at least one of ws, os")
+        signature = mac_cell_signature(input_width=input_width, weight_width=weight_width,
+                                       acc_width=acc_width, ws=ws, os=os)
         self.input_width, self.weight_width, self.acc_width = input_width, weight_width, acc_width
         self.ws, self.os = ws, os
-
-        h_fields = {"a": signed(input_width)}
-        v_fields = {"p": signed(acc_width)}
+        self.h_layout = signature.members["h_in"].shape
+        self.v_layout = signature.members["v_in"].shape
         if ws:
-            h_fields["sel"] = range(WEIGHT_BUFFERS)
-        if os:
-            h_fields["last"] = 1
-            v_fields["b"] = signed(weight_width)
-            v_fields["shift"] = 1
-        self.h_layout = data.StructLayout(h_fields)
-        self.v_layout = data.StructLayout(v_fields)
-        self.w_layout = data.ArrayLayout(signed(weight_width), WEIGHT_BUFFERS)
-
-        members = {
-            "en": In(1),
-            "h_in": In(self.h_layout), "h_out": Out(self.h_layout),
-            "v_in": In(self.v_layout), "v_out": Out(self.v_layout),
-        }
-        if ws:
-            members.update(w_in=In(self.w_layout), w_out=Out(self.w_layout),
-                           w_shift=In(WEIGHT_BUFFERS))
-        if os:
-            members["drain"] = In(1)
-        if ws and os:
-            members["os_mode"] = In(1)
-        super().__init__(members)
+            self.w_layout = signature.members["w_in"].shape
+        super().__init__(signature)
 
     def elaborate(self, platform):
         m = Module()

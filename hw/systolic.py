@@ -1,11 +1,12 @@
 """The tensor core: an R x C systolic array of MAC cells (weight- and output-stationary)."""
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed
+from amaranth.hdl import Array, Cat, Module, ResetInserter, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
-from .mac import WEIGHT_BUFFERS, MacCell
+from .mac import WEIGHT_BUFFERS
+from .mac_grid import place_grid
 
 
 __all__ = ["SystolicArray"]
@@ -17,6 +18,8 @@ class SystolicArray(wiring.Component):
 
     Ports (``R = cfg.rows``, ``C = cfg.cols``; streams are ``lib.stream`` valid/ready)
     -----
+    clear : In(1)
+        Synchronous reset of every register of the array (abort / soft reset).
     preload : In(stream{data: ArrayLayout(signed(weight_width), C)}) — WS
         A weight tile is exactly ``R`` beats, beat ``k`` = array row ``k`` (row ``k`` of B).
     ws_in : In(stream{data: ArrayLayout(signed(input_width), R), last}) — WS
@@ -76,6 +79,7 @@ class SystolicArray(wiring.Component):
         self.cfg = cfg
         R, C = cfg.rows, cfg.cols
         members = {
+            "clear": In(1),
             "out": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(cfg.acc_width), C), "last": 1}))),
         }
@@ -106,15 +110,8 @@ class SystolicArray(wiring.Component):
         R, C = cfg.rows, cfg.cols
         ws, os = cfg.has_ws, cfg.has_os
 
-        cells = [[MacCell(input_width=cfg.input_width, weight_width=cfg.weight_width,
-                          acc_width=cfg.acc_width, ws=ws, os=os) for _ in range(C)]
-                 for _ in range(R)]
-        for r in range(R):
-            for c in range(C):
-                m.submodules[f"cell_{r}_{c}"] = cells[r][c]
-        h_layout, v_layout = cells[0][0].h_layout, cells[0][0].v_layout
-
-        en = Signal()
+        grid = place_grid(m, cfg, clear=self.clear)
+        en = grid.en
         m.d.comb += en.eq(~self.out.valid | self.out.ready)
 
         # Rows in flight towards `out`: a (valid, last) slot per cycle of latency.
@@ -136,15 +133,14 @@ class SystolicArray(wiring.Component):
 
         # What enters the skew triangles this cycle: zeros unless a beat is accepted, so a
         # bubble adds nothing to an OS accumulator.
-        feed_h = [Signal(h_layout, name=f"feed_h_{r}") for r in range(R)]  # by physical row
-        feed_b = [Signal(signed(cfg.weight_width), name=f"feed_b_{c}") for c in range(C)]
+        feed_h = grid.feed_h  # by physical row
         if ws:
-            ws_fire = self._ws_control(m, cells, en, ws_active, feed_h, inject)
+            ws_fire = self._ws_control(m, grid, en, ws_active, feed_h, inject)
             with m.If(ws_fire):
                 m.d.sync += in_group.eq(~self.ws_in.payload.last)
         if os:
             idle = Signal()
-            os_fire = self._os_control(m, en, os_active, feed_h, feed_b, inject, idle)
+            os_fire = self._os_control(m, en, os_active, feed_h, grid.feed_b, inject, idle)
             with m.If(os_fire):
                 m.d.sync += in_group.eq(~self.os_in.payload.last)
 
@@ -157,35 +153,13 @@ class SystolicArray(wiring.Component):
                 with m.If(~os_mode & ~self.ws_in.valid & self.os_in.valid):
                     m.d.sync += os_mode.eq(1)
 
-        # Skew triangles: physical row r waits r+1 cycles, column c waits c+1 cycles.
-        for r in range(R):
-            m.d.comb += cells[r][0].h_in.eq(_delay(m, en, feed_h[r], r + 1, f"skew_h_{r}"))
-        for c in range(C):
-            top = Signal(v_layout, name=f"top_{c}")
-            if os:
-                m.d.comb += top.b.eq(_delay(m, en, feed_b[c], c + 1, f"skew_b_{c}"))
-            m.d.comb += cells[0][c].v_in.eq(top)
+        if ws and os:
+            m.d.comb += grid.os_mode.eq(os_mode)
+        m.d.comb += self.out.payload.data.eq(grid.result)
 
-        for r in range(R):
-            for c in range(C):
-                cell = cells[r][c]
-                m.d.comb += cell.en.eq(en)
-                if c > 0:
-                    m.d.comb += cell.h_in.eq(cells[r][c - 1].h_out)
-                if r > 0:
-                    m.d.comb += cell.v_in.eq(cells[r - 1][c].v_out)
-                if os:
-                    m.d.comb += cell.drain.eq(cells[R - 1][c].h_out.last)
-                if ws and os:
-                    m.d.comb += cell.os_mode.eq(os_mode)
+        return ResetInserter(self.clear)(m)
 
-        for c in range(C):
-            column = _delay(m, en, cells[R - 1][c].v_out.p, C - 1 - c, f"deskew_{c}")
-            m.d.comb += self.out.payload.data[c].eq(column)
-
-        return m
-
-    def _ws_control(self, m, cells, en, active, feed_h, inject):
+    def _ws_control(self, m, grid, en, active, feed_h, inject):
         """Weight tiles, their pairing with groups and the buffer-reuse rule."""
         R, C = self.cfg.rows, self.cfg.cols
         full = Array(Signal(name=f"tile_full_{i}") for i in range(WEIGHT_BUFFERS))
@@ -227,16 +201,9 @@ class SystolicArray(wiring.Component):
             m.d.comb += feed_h[r].sel.eq(group_buf)
             with m.If(ws_fire):
                 m.d.comb += feed_h[r].a.eq(self.ws_in.payload.data[R - 1 - r])
-        for r in range(R):
-            for c in range(C):
-                cell = cells[r][c]
-                for i in range(WEIGHT_BUFFERS):
-                    m.d.comb += cell.w_shift[i].eq(preload_fire & (load_buf == i))
-                if r == 0:
-                    m.d.comb += [cell.w_in[i].eq(self.preload.payload.data[c])
-                                 for i in range(WEIGHT_BUFFERS)]
-                else:
-                    m.d.comb += cell.w_in.eq(cells[r - 1][c].w_out)
+        m.d.comb += grid.w_top.eq(self.preload.payload.data)
+        for i in range(WEIGHT_BUFFERS):
+            m.d.comb += grid.w_shift[i].eq(preload_fire & (load_buf == i))
         return ws_fire
 
     def _os_control(self, m, en, active, feed_h, feed_b, inject, idle):
@@ -269,12 +236,3 @@ class SystolicArray(wiring.Component):
                 m.d.comb += feed_b[c].eq(self.os_in.payload.b[c])
         return os_fire
 
-
-def _delay(m, en, value, cycles, name):
-    """``value`` through ``cycles`` registers advancing with ``en``."""
-    for i in range(cycles):
-        reg = Signal.like(value, name=f"{name}_{i}")
-        with m.If(en):
-            m.d.sync += reg.eq(value)
-        value = reg
-    return value

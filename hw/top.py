@@ -69,7 +69,8 @@ class TensorCore(wiring.Component):
         exe = datapath("exec_unit", ExecUnit(cfg))
         store = datapath("store_unit", StoreUnit(cfg))
         sp = datapath("scratchpad", Scratchpad(cfg, read_ports=SP_READ_PORTS))
-        array = datapath("array", SystolicArray(cfg))
+        m.submodules.array = array = SystolicArray(cfg)
+        m.d.comb += array.clear.eq(ctrl.soft_reset)
         acc = datapath("accumulator", Accumulator(cfg))
 
         wiring.connect(m, wiring.flipped(self.s_axil), regs.s_axil)

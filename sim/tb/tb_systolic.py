@@ -161,6 +161,7 @@ async def random_groups_with_backpressure(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.out__ready.value = 0
+    dut.clear.value = 0
     sources = [GroupSource(dut, groups, rng, gap=0.25)]
     if p.dataflow != "os":
         sources.append(Source(dut, "preload", preload, rng, gap=0.25))

@@ -3,31 +3,40 @@
 import pytest
 from amaranth.back import verilog
 
+from hw.cli import to_verilog_with_grid
 from hw.systolic import SystolicArray
 from sim.runner import SIM_BUILD_ROOT, run_cocotb
 from tests.hw.test_systolic import make_config
 
 TOP = "systolic_array"
 
+# Both forms of the array: "flat" is Amaranth's Verilog of every cell (what boards
+# synthesise), "grid" the generator's output (one cell module inside a generate-loop grid).
 # A 16x16 array takes Verilator minutes to compile (256 cells, every signal public for
 # cocotb): one build covers both dataflows, and it is marked slow.
 CASES = [
-    pytest.param(4, 4, "both", 8, id="4x4-both"),
-    pytest.param(8, 4, "both", 6, id="8x4-both"),
-    pytest.param(5, 3, "both", 6, id="5x3-both"),
-    pytest.param(16, 16, "both", 4, id="16x16-both", marks=pytest.mark.slow),
+    pytest.param(4, 4, "both", 8, "flat", id="4x4-both-flat"),
+    pytest.param(8, 4, "both", 6, "flat", id="8x4-both-flat"),
+    pytest.param(5, 3, "both", 6, "flat", id="5x3-both-flat"),
+    pytest.param(5, 3, "both", 6, "grid", id="5x3-both-grid"),
+    pytest.param(3, 6, "ws", 6, "grid", id="3x6-ws-grid"),
+    pytest.param(4, 5, "os", 6, "grid", id="4x5-os-grid"),
+    pytest.param(16, 16, "both", 4, "flat", id="16x16-both-flat", marks=pytest.mark.slow),
 ]
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("rows, cols, dataflow, groups", CASES)
-def test_systolic_cocotb(rows, cols, dataflow, groups):
+@pytest.mark.parametrize("rows, cols, dataflow, groups, form", CASES)
+def test_systolic_cocotb(rows, cols, dataflow, groups, form):
     cfg = make_config(rows, cols, dataflow)
-    build_name = f"systolic_{rows}x{cols}_{dataflow}"
+    build_name = f"systolic_{rows}x{cols}_{dataflow}_{form}"
     out_dir = SIM_BUILD_ROOT / build_name
     out_dir.mkdir(parents=True, exist_ok=True)
     source = out_dir / f"{TOP}.v"
-    text = verilog.convert(SystolicArray(cfg), name=TOP, emit_src=False)
+    if form == "grid":
+        text = to_verilog_with_grid(SystolicArray(cfg), TOP, cfg)
+    else:
+        text = verilog.convert(SystolicArray(cfg), name=TOP, emit_src=False)
     if not source.exists() or source.read_text() != text:
         source.write_text(text)
     env = {"ROWS": rows, "COLS": cols, "DATAFLOW": dataflow, "INPUT_WIDTH": cfg.input_width,

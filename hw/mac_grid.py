@@ -1,0 +1,287 @@
+"""The R x C grid of MAC cells with its skew and deskew registers.
+
+Two descriptions of the same circuit live here, side by side:
+
+* :class:`MacGrid`, an Amaranth component: what amaranth.sim simulates and what board
+  builds synthesise.
+* :func:`grid_verilog`, the same grid as a Verilog module of ``generate`` loops around one
+  emitted :class:`~hw.mac.MacCell` module. Amaranth elaborates and emits every submodule and
+  every net on its own, so a flat 256 x 256 grid (millions of nets) takes many minutes;
+  inside :func:`grid_as_instance` the array instantiates this module instead, and the
+  generator's time no longer grows with R x C. The cocotb tests run this form.
+"""
+
+import contextlib
+import contextvars
+
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import Config
+from .mac import WEIGHT_BUFFERS, MacCell, mac_cell_signature
+
+
+__all__ = ["MacGrid", "grid_as_instance", "grid_verilog", "mac_cell_params", "place_grid"]
+
+_grid_module = contextvars.ContextVar("mac_grid_module", default=None)
+
+
+def mac_cell_params(cfg):
+    """The :class:`~hw.mac.MacCell` parameters of ``cfg``'s array."""
+    return dict(input_width=cfg.input_width, weight_width=cfg.weight_width,
+                acc_width=cfg.acc_width, ws=cfg.has_ws, os=cfg.has_os)
+
+
+def grid_signature(cfg):
+    """The ports of the grid of ``cfg`` (see :class:`MacGrid`)."""
+    cell = mac_cell_signature(**mac_cell_params(cfg))
+    R, C = cfg.rows, cfg.cols
+    members = {
+        "en": In(1),
+        "feed_h": In(data.ArrayLayout(cell.members["h_in"].shape, R)),
+        "result": Out(data.ArrayLayout(signed(cfg.acc_width), C)),
+    }
+    if cfg.has_ws:
+        members["w_top"] = In(data.ArrayLayout(signed(cfg.weight_width), C))
+        members["w_shift"] = In(WEIGHT_BUFFERS)
+    if cfg.has_os:
+        members["feed_b"] = In(data.ArrayLayout(signed(cfg.weight_width), C))
+    if cfg.has_ws and cfg.has_os:
+        members["os_mode"] = In(1)
+    return wiring.Signature(members)
+
+
+class MacGrid(wiring.Component):
+    """``R x C`` :class:`~hw.mac.MacCell` with the skew and deskew registers around them.
+
+    Physical row ``r`` is row ``r`` of cells counted from the top; column ``c`` from the left.
+
+    Ports
+      en          In(1): clock enable of every register (the array's global stall).
+      feed_h      In(ArrayLayout(h_layout, R)): the horizontal operand entering physical row
+                  ``r`` (``a``, ``sel``, ``last``); it reaches cell ``(r, 0)`` through ``r + 1``
+                  skew registers.
+      feed_b      In(ArrayLayout(signed(weight_width), C)) (OS): the B operand entering column
+                  ``c``; it reaches cell ``(0, c)`` through ``c + 1`` skew registers.
+      w_top       In(ArrayLayout(signed(weight_width), C)) (WS): the weight entering the top
+                  cell of column ``c``, into the buffers selected by ``w_shift``.
+      w_shift     In(2) (WS): buffer ``i`` of every cell shifts down one row.
+      os_mode     In(1) (both dataflows): see :class:`~hw.mac.MacCell`.
+      result      Out(ArrayLayout(signed(acc_width), C)): the bottom row's ``p`` of column
+                  ``c`` through ``C - 1 - c`` deskew registers.
+
+    A column drains (OS) when the bottom cell of the column passes on an operand marked
+    ``last``. Latency: an operand entering row ``r`` in cycle ``T`` is in cell ``(r, c)`` in
+    cycle ``T + r + c + 1``; the bottom-row sum of column ``c`` computed then appears on
+    ``result[c]`` ``C - c`` cycles later. All registers are synchronous-reset to zero.
+    """
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"MacGrid cfg must be a hw.config.Config, not {cfg!r}")
+        self.cfg = cfg
+        super().__init__(grid_signature(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        R, C = cfg.rows, cfg.cols
+        ws, os = cfg.has_ws, cfg.has_os
+        cells = [[MacCell(**mac_cell_params(cfg)) for _ in range(C)] for _ in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.submodules[f"cell_{r}_{c}"] = cells[r][c]
+
+        for r in range(R):
+            m.d.comb += cells[r][0].h_in.eq(_delay(m, self.en, self.feed_h[r], r + 1,
+                                                   f"skew_h_{r}"))
+        for c in range(C):
+            top = Signal(cells[0][c].v_layout, name=f"top_{c}")
+            if os:
+                m.d.comb += top.b.eq(_delay(m, self.en, self.feed_b[c], c + 1, f"skew_b_{c}"))
+            m.d.comb += cells[0][c].v_in.eq(top)
+
+        for r in range(R):
+            for c in range(C):
+                cell = cells[r][c]
+                m.d.comb += cell.en.eq(self.en)
+                if c > 0:
+                    m.d.comb += cell.h_in.eq(cells[r][c - 1].h_out)
+                if r > 0:
+                    m.d.comb += cell.v_in.eq(cells[r - 1][c].v_out)
+                if ws:
+                    m.d.comb += cell.w_shift.eq(self.w_shift)
+                    if r == 0:
+                        m.d.comb += [cell.w_in[i].eq(self.w_top[c])
+                                     for i in range(WEIGHT_BUFFERS)]
+                    else:
+                        m.d.comb += cell.w_in.eq(cells[r - 1][c].w_out)
+                if os:
+                    m.d.comb += cell.drain.eq(cells[R - 1][c].h_out.last)
+                if ws and os:
+                    m.d.comb += cell.os_mode.eq(self.os_mode)
+
+        for c in range(C):
+            column = _delay(m, self.en, cells[R - 1][c].v_out.p, C - 1 - c, f"deskew_{c}")
+            m.d.comb += self.result[c].eq(column)
+        return m
+
+
+def _delay(m, en, value, cycles, name):
+    """``value`` through ``cycles`` registers advancing with ``en``."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=f"{name}_{i}")
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+# -- emitted form ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def grid_as_instance(module_name):
+    """While active, :func:`place_grid` instantiates the Verilog module ``module_name``
+    (written by the caller with :func:`grid_verilog`) instead of elaborating a
+    :class:`MacGrid`."""
+    token = _grid_module.set(module_name)
+    try:
+        yield
+    finally:
+        _grid_module.reset(token)
+
+
+def place_grid(m, cfg, *, clear):
+    """Add the grid of ``cfg`` to ``m`` as submodule ``grid``; returns its ports.
+
+    Outside :func:`grid_as_instance` that is a :class:`MacGrid` (cleared by the caller's
+    ``ResetInserter``); inside, signals wired to an ``Instance`` of the emitted grid module,
+    whose reset is the domain's reset or ``clear`` (``ResetInserter`` does not reach into
+    instances).
+    """
+    module_name = _grid_module.get()
+    if module_name is None:
+        grid = m.submodules.grid = MacGrid(cfg)
+        return grid
+    ports = grid_signature(cfg).create(path=("grid",))
+    connections = {f"{'i' if member.flow == In else 'o'}_{'__'.join(map(str, path))}": value
+                   for path, member, value in ports.signature.flatten(ports)}
+    m.submodules.grid = Instance(module_name, i_clk=ClockSignal(),
+                                 i_rst=ResetSignal() | clear, **connections)
+    return ports
+
+
+def grid_verilog(cfg, module_name, cell_module_name):
+    """Verilog text of :class:`MacGrid` for ``cfg`` as module ``module_name``, built from
+    ``generate`` loops around the cell module ``cell_module_name`` (a :class:`MacCell` with
+    :func:`mac_cell_params`, emitted by Amaranth). Ports as :class:`MacGrid` (plus ``clk``
+    and ``rst``), each ``ArrayLayout`` flattened element 0 first, as Amaranth packs it."""
+    R, C = cfg.rows, cfg.cols
+    ws, os = cfg.has_ws, cfg.has_os
+    cell = mac_cell_signature(**mac_cell_params(cfg))
+    h_layout, v_layout = cell.members["h_in"].shape, cell.members["v_in"].shape
+    H, V, WT, P = h_layout.size, v_layout.size, cfg.weight_width, cfg.acc_width
+    p_field = v_layout["p"]
+
+    ports = ["input clk", "input rst", "input en", f"input [{R * H - 1}:0] feed_h",
+             f"output [{C * P - 1}:0] result"]
+    if ws:
+        ports += [f"input [{C * WT - 1}:0] w_top", f"input [{WEIGHT_BUFFERS - 1}:0] w_shift"]
+    if os:
+        ports.append(f"input [{C * WT - 1}:0] feed_b")
+    if ws and os:
+        ports.append("input os_mode")
+
+    # h: the operand entering cell (r, c) at index r*(C+1)+c (index C of a row: what leaves
+    # it). v: the operand entering cell (r, c) at r*C+c (row R: what leaves the bottom).
+    lines = [
+        f"// The {R} x {C} MAC grid of hw.mac_grid.MacGrid (see grid_verilog).",
+        f"module {module_name} (",
+        ",\n".join(f"  {p}" for p in ports),
+        ");",
+        f"  localparam R = {R}, C = {C}, H = {H}, V = {V}, WT = {WT}, P = {P};",
+        "  wire [R*(C+1)*H-1:0] h;",
+        "  wire [(R+1)*C*V-1:0] v;",
+    ]
+    if ws:
+        lines.append(f"  wire [(R+1)*C*{WEIGHT_BUFFERS}*WT-1:0] w;")
+    lines += [
+        "  genvar r, c, k;",
+        "  generate",
+        "    for (r = 0; r < R; r = r + 1) begin : skew_h",
+        "      wire [(r+2)*H-1:0] chain;",
+        "      assign chain[H-1:0] = feed_h[r*H +: H];",
+        "      for (k = 0; k <= r; k = k + 1) begin : stage",
+        "        reg [H-1:0] q;",
+        "        always @(posedge clk)",
+        "          if (rst) q <= 0;",
+        "          else if (en) q <= chain[k*H +: H];",
+        "        assign chain[(k+1)*H +: H] = q;",
+        "      end",
+        "      assign h[r*(C+1)*H +: H] = chain[(r+1)*H +: H];",
+        "    end",
+        "    for (c = 0; c < C; c = c + 1) begin : top",
+    ]
+    if os:
+        b_field = v_layout["b"]
+        lines += [
+            "      wire [(c+2)*WT-1:0] chain;",
+            "      assign chain[WT-1:0] = feed_b[c*WT +: WT];",
+            "      for (k = 0; k <= c; k = k + 1) begin : stage",
+            "        reg [WT-1:0] q;",
+            "        always @(posedge clk)",
+            "          if (rst) q <= 0;",
+            "          else if (en) q <= chain[k*WT +: WT];",
+            "        assign chain[(k+1)*WT +: WT] = q;",
+            "      end",
+            f"      assign v[c*V +: V] = {{{{{V - b_field.offset - WT}{{1'b0}}}},"
+            f" chain[(c+1)*WT +: WT], {{{b_field.offset}{{1'b0}}}}}};",
+        ]
+    else:
+        lines.append("      assign v[c*V +: V] = 0;")
+    if ws:
+        lines.append(f"      assign w[c*{WEIGHT_BUFFERS}*WT +: {WEIGHT_BUFFERS}*WT] ="
+                     f" {{{WEIGHT_BUFFERS}{{w_top[c*WT +: WT]}}}};")
+    lines += [
+        "    end",
+        "    for (r = 0; r < R; r = r + 1) begin : row",
+        "      for (c = 0; c < C; c = c + 1) begin : col",
+        f"        {cell_module_name} mac (",
+        "          .clk(clk), .rst(rst), .en(en),",
+        "          .h_in(h[(r*(C+1)+c)*H +: H]), .h_out(h[(r*(C+1)+c+1)*H +: H]),",
+        "          .v_in(v[(r*C+c)*V +: V]), .v_out(v[((r+1)*C+c)*V +: V])",
+    ]
+    if ws:
+        wb = f"{WEIGHT_BUFFERS}*WT"
+        lines[-1] += ","
+        lines += [f"          .w_in(w[(r*C+c)*{wb} +: {wb}]),"
+                  f" .w_out(w[((r+1)*C+c)*{wb} +: {wb}]),",
+                  "          .w_shift(w_shift)"]
+    if os:
+        lines[-1] += ","
+        lines.append(f"          .drain(h[((R-1)*(C+1)+c+1)*H + {h_layout['last'].offset}])")
+    if ws and os:
+        lines[-1] += ","
+        lines.append("          .os_mode(os_mode)")
+    lines += [
+        "        );",
+        "      end",
+        "    end",
+        "    for (c = 0; c < C; c = c + 1) begin : deskew",
+        "      wire [(C-c)*P-1:0] chain;",
+        f"      assign chain[P-1:0] = v[(R*C+c)*V + {p_field.offset} +: P];",
+        "      for (k = 0; k < C-1-c; k = k + 1) begin : stage",
+        "        reg [P-1:0] q;",
+        "        always @(posedge clk)",
+        "          if (rst) q <= 0;",
+        "          else if (en) q <= chain[k*P +: P];",
+        "        assign chain[(k+1)*P +: P] = q;",
+        "      end",
+        "      assign result[c*P +: P] = chain[(C-1-c)*P +: P];",
+        "    end",
+        "  endgenerate",
+        "endmodule",
+        "",
+    ]
+    return "\n".join(lines)
