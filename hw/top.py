@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out, connect
 from . import regmap
 from .accumulator import Accumulator
 from .axi import AXI4LiteSignature, AXI4Signature
+from .axi_guard import AxiGuard
 from .config import Config
 from .controller import Controller
 from .dma import Dma
@@ -57,6 +58,12 @@ class TensorCore(wiring.Component):
         m.submodules.controller = ctrl = Controller(cfg)
         dma = Dma(cfg)
         m.submodules.dma = ResetInserter(ctrl.bus_reset)(dma)
+        # The watchdog's forced stop resets the DMA mid-transfer; the guard completes the
+        # bursts it had started, so the bus never sees a protocol violation.
+        m.submodules.bus_guard = guard = AxiGuard(
+            addr_width=cfg.addr_width, data_width=cfg.dma_data_width, id_width=cfg.id_width,
+            max_outstanding=cfg.max_outstanding)
+        m.d.comb += guard.isolate.eq(ctrl.bus_reset)
 
         # The datapath is cleared between programs (after an error or abort).
         def datapath(name, component):
@@ -74,7 +81,8 @@ class TensorCore(wiring.Component):
         acc = datapath("accumulator", Accumulator(cfg))
 
         wiring.connect(m, wiring.flipped(self.s_axil), regs.s_axil)
-        wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi))
+        wiring.connect(m, dma.m_axi, guard.s_axi)
+        wiring.connect(m, guard.m_axi, wiring.flipped(self.m_axi))
 
         # ---- DMA ----------------------------------------------------------------------------
         connect(m, arbiter.rd_cmd, dma.rd_cmd)

@@ -92,9 +92,5 @@ def test_fuzz_abort_start_while_busy_and_bus_errors_on_the_rtl():
 
 @pytest.mark.cocotb
 @pytest.mark.xdist_group("top")
-@pytest.mark.xfail(reason="known RTL bug: the watchdog's forced DMA reset abandons bursts in"
-                          " flight; after a stuck R channel is released its late beats corrupt"
-                          " the next program, after a stuck W channel the rest of the burst"
-                          " never comes (AXI protocol violation)", strict=False)
 def test_watchdog_on_the_rtl():
     _run("watchdog_turns_a_dead_bus_into_an_error", _seed())
