@@ -54,22 +54,26 @@ def emit_verilog(cfg, out_dir):
 
 
 def to_verilog_with_grid(component, name, cfg):
-    """:func:`to_verilog` of a design holding the systolic array of ``cfg``, whose MAC cell
-    is emitted once (module ``tensor_core_mac_cell``) and whose grid of R x C cells with
-    its skew registers is a module of ``generate`` loops (:func:`hw.mac_grid.grid_verilog`):
-    emission time grows with the logic outside the grid, not with the number of cells."""
+    """:func:`to_verilog` of a design holding the systolic array of ``cfg``, emitted so that
+    its size does not multiply the generator's time: the MAC cell is one module
+    (``tensor_core_mac_cell``) inside a grid module of ``generate`` loops
+    (:func:`hw.mac_grid.grid_verilog`), and the components repeated per column (see
+    :mod:`hw.repeat`) are one module each, instantiated where they repeat."""
     from .mac import MacCell
     from .mac_grid import grid_as_instance, grid_verilog, mac_cell_params
+    from .repeat import repeated_as_instances
 
-    with grid_as_instance(GRID_NAME):
-        text = to_verilog(component, name, modules={CELL_NAME: MacCell(**mac_cell_params(cfg))})
+    modules = {CELL_NAME: MacCell(**mac_cell_params(cfg))}
+    with grid_as_instance(GRID_NAME), repeated_as_instances(TOP_NAME) as repeated:
+        text = to_verilog(component, name, modules=modules, more_modules=repeated)
     return text + grid_verilog(cfg, GRID_NAME, CELL_NAME)
 
 
-def to_verilog(component, name, modules=None):
+def to_verilog(component, name, modules=None, more_modules=None):
     """Verilog of ``component`` (top module ``name``) and of the components in ``modules``
-    (``{module name: component}``, for the ``Instance`` s the design makes of them), without
-    initial contents for memories.
+    and ``more_modules`` (``{module name: component}``, for the ``Instance`` s the design
+    makes of them; ``more_modules`` is read after ``component`` is converted, which may
+    fill it), without initial contents for memories.
 
     This is Amaranth's own flow (``back.verilog``) with one difference: the scratchpad,
     accumulator and RAM are SRAMs whose contents the program defines, so their all-zero
@@ -79,9 +83,10 @@ def to_verilog(component, name, modules=None):
     """
     from amaranth.back import rtlil
 
-    designs = {name: component, **(modules or {})}
     with _without_memory_init(rtlil):
-        rtlil_texts = [rtlil.convert(c, name=n, emit_src=False) for n, c in designs.items()]
+        rtlil_texts = [rtlil.convert(component, name=name, emit_src=False)]
+        for designs in (modules or {}, more_modules or {}):
+            rtlil_texts += [rtlil.convert(c, name=n, emit_src=False) for n, c in designs.items()]
     # YoWASP tools see only the working directory: the design goes in on stdin.
     script = "\n".join([
         *(f"read_rtlil <<rtlil\n{text}\nrtlil" for text in rtlil_texts),

@@ -14,12 +14,13 @@ Two descriptions of the same circuit live here, side by side:
 import contextlib
 import contextvars
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import Config
 from .mac import WEIGHT_BUFFERS, MacCell, mac_cell_signature
+from .repeat import instance_of
 
 
 __all__ = ["MacGrid", "grid_as_instance", "grid_verilog", "mac_cell_params", "place_grid"]
@@ -164,11 +165,7 @@ def place_grid(m, cfg, *, clear):
     if module_name is None:
         grid = m.submodules.grid = MacGrid(cfg)
         return grid
-    ports = grid_signature(cfg).create(path=("grid",))
-    connections = {f"{'i' if member.flow == In else 'o'}_{'__'.join(map(str, path))}": value
-                   for path, member, value in ports.signature.flatten(ports)}
-    m.submodules.grid = Instance(module_name, i_clk=ClockSignal(),
-                                 i_rst=ResetSignal() | clear, **connections)
+    ports, m.submodules.grid = instance_of(grid_signature(cfg), module_name, "grid", reset=clear)
     return ports
 
 

@@ -16,10 +16,11 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .config import Config
+from .repeat import place
 
 
 __all__ = [
-    "OutputPipeline", "QuantParams", "pipeline_in_layout", "pipeline_out_layout",
+    "OutputPipeline", "OutputLane", "QuantParams", "pipeline_in_layout", "pipeline_out_layout",
     "PARAM_WIDTH", "SHIFT_WIDTH", "ZERO_POINT_WIDTH",
 ]
 
@@ -38,19 +39,24 @@ _HIGH_SHIFT = PARAM_WIDTH - 1
 _LANE_STAGES = 6
 
 
+_SCALAR_PARAMS = {
+    "out_int32": unsigned(1),
+    "bias_en": unsigned(1),
+    "per_column": unsigned(1),
+    "multiplier": signed(PARAM_WIDTH),
+    "shift": unsigned(SHIFT_WIDTH),
+    "zero_point": signed(ZERO_POINT_WIDTH),
+    "clamp_lo": signed(ZERO_POINT_WIDTH),
+    "clamp_hi": signed(ZERO_POINT_WIDTH),
+}
+
+
 class QuantParams(data.StructLayout):
     """Requantisation parameters, held stable while rows are in the pipeline."""
 
     def __init__(self, cfg):
         super().__init__({
-            "out_int32": unsigned(1),
-            "bias_en": unsigned(1),
-            "per_column": unsigned(1),
-            "multiplier": signed(PARAM_WIDTH),
-            "shift": unsigned(SHIFT_WIDTH),
-            "zero_point": signed(ZERO_POINT_WIDTH),
-            "clamp_lo": signed(ZERO_POINT_WIDTH),
-            "clamp_hi": signed(ZERO_POINT_WIDTH),
+            **_SCALAR_PARAMS,
             "bias": data.ArrayLayout(signed(PARAM_WIDTH), cfg.cols),
             "col_multiplier": data.ArrayLayout(signed(PARAM_WIDTH), cfg.cols),
             "col_shift": data.ArrayLayout(unsigned(SHIFT_WIDTH), cfg.cols),
@@ -155,30 +161,64 @@ class OutputPipeline(wiring.Component):
         return m
 
     def _lane(self, m, advance, col, lane, acc):
-        """Pipeline of one lane; returns the combinational result entering the output row."""
+        """Lane ``lane``, fed the column of the current slice; returns its result."""
         cfg = self._cfg
-        lanes = cfg.output_lanes
         p = self.params
-        columns = range(lane, cfg.cols, lanes)
+        columns = range(lane, cfg.cols, cfg.output_lanes)
 
-        def select(name, shape, per_col):
-            chosen = Signal(shape, name=f"l{lane}_{name}")
+        def select(name, per_col):
             with m.Switch(col):
                 for n, column in enumerate(columns):
                     with m.Case(n):
-                        m.d.comb += chosen.eq(per_col[column])
-            return chosen
+                        m.d.comb += getattr(unit, name).eq(per_col[column])
+
+        unit = place(m, f"lane_{lane}", "output_lane", lambda: OutputLane(cfg))
+        m.d.comb += [unit.advance.eq(advance), unit.acc.eq(acc)]
+        m.d.comb += [unit.params[name].eq(p[name]) for name in _SCALAR_PARAMS]
+        select("bias", p.bias)
+        select("col_multiplier", p.col_multiplier)
+        select("col_shift", p.col_shift)
+        return unit.result
+
+
+class OutputLane(wiring.Component):
+    """One column's requantisation pipeline (see :class:`OutputPipeline`).
+
+    Ports
+      advance     In(1): every register takes its next value (the pipeline's stall).
+      acc         In(signed(acc_width)): the accumulator value.
+      bias, col_multiplier, col_shift   In: the column's per-column parameters.
+      params      In(StructLayout): the per-tensor parameters of :class:`QuantParams`.
+      result      Out(signed(32)): the int32 value or the int8 result sign-extended.
+
+    Latency ``_LANE_STAGES`` advances from ``acc`` to ``result``; one value per advance.
+    The registers hold data only (validity travels in the pipeline's control registers),
+    so they need no reset.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "advance": In(1),
+            "acc": In(signed(cfg.acc_width)),
+            "bias": In(signed(PARAM_WIDTH)),
+            "col_multiplier": In(signed(PARAM_WIDTH)),
+            "col_shift": In(unsigned(SHIFT_WIDTH)),
+            "params": In(data.StructLayout(_SCALAR_PARAMS)),
+            "result": Out(signed(PARAM_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        p = self.params
+        acc, bias, col_mult, col_shift = self.acc, self.bias, self.col_multiplier, self.col_shift
 
         def stage(name, shape, value):
-            reg = Signal(shape, name=f"l{lane}_{name}")
-            with m.If(advance):
+            reg = Signal(shape, name=name)
+            with m.If(self.advance):
                 m.d.sync += reg.eq(value)
             return reg
-
-        bias = select("bias", signed(PARAM_WIDTH), p.bias)
-        col_mult = select("col_mult", signed(PARAM_WIDTH), p.col_multiplier)
-        col_shift = select("col_shift", unsigned(SHIFT_WIDTH), p.col_shift)
-
         # Stage 1: bias add (wrapping at 32 bits) and the lane's multiplier and shift.
         x1 = stage("x1", signed(PARAM_WIDTH), acc + Mux(p.bias_en, bias, 0))
         mult1 = stage("mult1", signed(PARAM_WIDTH), Mux(p.per_column, col_mult, p.multiplier))
@@ -203,7 +243,7 @@ class OutputPipeline(wiring.Component):
         x3 = stage("x3", signed(PARAM_WIDTH), x2)
         shift3 = stage("shift3", unsigned(SHIFT_WIDTH), shift2)
 
-        high = Signal(signed(PARAM_WIDTH + 1), name=f"l{lane}_high")
+        high = Signal(signed(PARAM_WIDTH + 1), name="high")
         m.d.comb += high.eq((upper + lower)[_HIGH_SHIFT:])
         overflow = ~high[-1] & high[-2]
         h4 = stage("h4", signed(PARAM_WIDTH), Mux(overflow, _INT_MAX, high))
@@ -212,7 +252,7 @@ class OutputPipeline(wiring.Component):
         # RoundingDivideByPOT is round half away from zero: add half of 2**shift (one less
         # for negative values) and shift arithmetically. Both addends depend on the shift
         # only, so they are decoded here, off the path of the next stage's add.
-        half = Signal(unsigned(PARAM_WIDTH), name=f"l{lane}_half")
+        half = Signal(unsigned(PARAM_WIDTH), name="half")
         m.d.comb += half.eq((Const(1, 1) << shift3)[1:])
         half_pos4 = stage("half_pos4", unsigned(PARAM_WIDTH), half)
         half_neg4 = stage("half_neg4", unsigned(PARAM_WIDTH), half - (shift3 != 0))
@@ -236,4 +276,5 @@ class OutputPipeline(wiring.Component):
         lo, hi = p.clamp_lo, p.clamp_hi
         y = Mux(y6 < lo, saturate(Mux(lo > hi, hi, lo)),
                 Mux(y6 > hi, saturate(hi), saturate(y6)))
-        return Mux(p.out_int32, x6, y)
+        m.d.comb += self.result.eq(Mux(p.out_int32, x6, y))
+        return m
