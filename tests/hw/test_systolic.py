@@ -74,9 +74,11 @@ class Trace:
         self.out = []       # (cycle, data, last)
 
 
-def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None):
+def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None, dirty_beats=0):
     """Simulate `job` with random valid gaps (probability `gap` per beat, repeated) and a
-    random `out.ready` (probability `ready`); return the Trace."""
+    random `out.ready` (probability `ready`); return the Trace. With `dirty_beats`, first
+    leave the array mid-work (that many OS beats of an unfinished group, a partial WS tile)
+    and pulse `clear`."""
     dut = SystolicArray(cfg)
     rng = np.random.default_rng(seed)
     expected_rows = len(job.expected())
@@ -94,12 +96,36 @@ def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None):
         await ctx.tick().until(stream.ready)
         ctx.set(stream.valid, 0)
 
+    cleared = not dirty_beats
+
+    async def make_dirty(ctx):
+        nonlocal cleared
+        values = lambda n, w: [int(v) for v in random_values(rng, n, w)]  # noqa: E731
+        for _ in range(dirty_beats):
+            if cfg.has_os:
+                await send(ctx, dut.os_in, {"a": values(cfg.rows, cfg.input_width),
+                                            "b": values(cfg.cols, cfg.weight_width),
+                                            "last": 0})
+            if cfg.has_ws and cfg.rows > 1:
+                await send(ctx, dut.preload, {"data": values(cfg.cols, cfg.weight_width)})
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        cleared = True
+
+    async def wait_cleared(ctx):
+        while not cleared:
+            await ctx.tick()
+
     async def preload_driver(ctx):
+        await wait_cleared(ctx)
         for tile in job.tiles:
             for row in tile:
                 await send(ctx, dut.preload, {"data": [int(v) for v in row]})
 
     async def group_driver(ctx):
+        if dirty_beats:
+            await make_dirty(ctx)
         for group in job.groups:
             if group[0] == "ws":
                 a = group[1]
@@ -195,6 +221,17 @@ def test_random_groups_with_stalls(shape, dataflow):
     rng = np.random.default_rng(seed)
     job = random_job(cfg, rng, groups=6, max_len=3 * (cfg.rows + cfg.cols))
     trace = run(cfg, job, seed=seed, gap=0.3, ready=0.6)
+    check(cfg, job, trace)
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both"])
+def test_clear_mid_work_leaves_a_clean_array(dataflow):
+    """`clear` during an unfinished OS group and a partial WS tile: what follows is exact."""
+    cfg = make_config(4, 3, dataflow)
+    seed = seed_for(f"clear {dataflow}")
+    rng = np.random.default_rng(seed)
+    job = random_job(cfg, rng, groups=4, max_len=2 * (cfg.rows + cfg.cols))
+    trace = run(cfg, job, seed=seed, gap=0.2, ready=0.7, dirty_beats=cfg.rows - 1)
     check(cfg, job, trace)
 
 
