@@ -14,11 +14,13 @@ from typing import NamedTuple
 
 from amaranth import Cat, Const, Module, Mux, ResetSignal, Signal, Value
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Array, Assert, Assume, Cover, Elaboratable, Fragment
+from amaranth.hdl import Array, Assert, Assume, Cover, Elaboratable, Fragment, ResetInserter
+from amaranth.lib import wiring
 from amaranth.utils import bits_for, exact_log2
 
 from hw import regmap
 from hw.axi import AXI_4K, AXI_LEN_WIDTH, AxiBurst, AxiResp
+from hw.axi_guard import AxiGuard
 from hw.config import Config
 from hw.dma import Dma
 from hw.registers import Registers
@@ -71,9 +73,12 @@ class _Props:
                               kind(payload == was, f"{name}: payload changed while stalled")]
 
 
-def _drive_inputs(m, component):
-    """Every input of ``component`` becomes a free value (narrowed later by assumptions)."""
+def _drive_inputs(m, component, only=None, exclude=None):
+    """Every input of ``component`` (of its member ``only`` / not of ``exclude``) becomes a
+    free value (narrowed later by assumptions)."""
     for path, member, value in component.signature.flatten(component):
+        if only is not None and path[0] != only or exclude is not None and path[0] == exclude:
+            continue
         if member.flow.value == "In":
             value = Value.cast(value)
             m.d.comb += value.eq(AnySeq(len(value)))
@@ -381,7 +386,7 @@ class DmaHarness(Elaboratable):
     MAX_ROWS = 3
     MAX_ROW_BURSTS = 3
 
-    def __init__(self, cfg, engines=ENGINES, mutation=None):
+    def __init__(self, cfg, engines=ENGINES, mutation=None, guarded=False):
         unknown = set(engines) - set(self.ENGINES)
         if unknown or not engines:
             raise ValueError(f"engines must be a non-empty subset of {self.ENGINES},"
@@ -391,14 +396,36 @@ class DmaHarness(Elaboratable):
         self.cfg = cfg
         self.engines = tuple(engines)
         self.mutation = mutation
+        self.guarded = guarded
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        dut = m.submodules.dut = Dma(cfg)
+        dut = Dma(cfg)
         p = _Props(m)
-        _drive_inputs(m, dut)
-        axi = dut.m_axi
+        if self.guarded:
+            # As in hw.top: the DMA behind the bus guard, reset at any cycle (the watchdog's
+            # forced stop); the bus side must keep every rule.
+            isolate = Signal()
+            m.d.comb += isolate.eq(AnySeq(1))
+            m.submodules.dut = ResetInserter(isolate)(dut)
+            guard = m.submodules.guard = AxiGuard(
+                addr_width=cfg.addr_width, data_width=cfg.dma_data_width,
+                id_width=cfg.id_width, max_outstanding=cfg.max_outstanding)
+            wiring.connect(m, dut.m_axi, guard.s_axi)
+            m.d.comb += guard.isolate.eq(isolate)
+            _drive_inputs(m, dut, exclude="m_axi")
+            _drive_inputs(m, guard, only="m_axi")
+            axi = guard.m_axi
+            if "read" in self.engines:
+                m.d.comb += Cover(guard.draining & axi.rvalid & axi.rready)
+            if "write" in self.engines:
+                m.d.comb += Cover(guard.draining & axi.wvalid & axi.wready & (axi.wstrb == 0))
+        else:
+            m.submodules.dut = dut
+            _drive_inputs(m, dut)
+            axi = dut.m_axi
+        self._axi = axi
 
         for name in ("rd_cmd", "wr_cmd", "wr_data"):
             port = getattr(dut, name)
@@ -457,7 +484,7 @@ class DmaHarness(Elaboratable):
 
     def _read_slave(self, m, p, dut, mon):
         cfg = self.cfg
-        axi = dut.m_axi
+        axi = self._axi
         queue = _Queue(m, cfg.max_outstanding, "ar")
         ar_hs = mon["arvalid"] & axi.arready
         r_hs = axi.rvalid & axi.rready
@@ -485,20 +512,23 @@ class DmaHarness(Elaboratable):
 
     def _write_slave(self, m, p, dut, mon):
         cfg = self.cfg
-        axi = dut.m_axi
+        axi = self._axi
         # W beats are matched against bursts in the order their AW was first presented:
-        # AXI lets W run ahead of the AW handshake, not ahead of the burst being announced.
+        # W may run ahead of the AW handshake (as AXI allows), not ahead of the burst being
+        # announced (a stricter rule, which interconnects routing W by AW rely on).
         announced = _Queue(m, cfg.max_outstanding + 1, "aw")
         new_aw = mon["awvalid"] & ~p.stalled_before(mon["awvalid"], axi.awready)
         w_hs = mon["wvalid"] & axi.wready
         beat = Signal(AXI_LEN_WIDTH)
-        last = beat == announced.first
+        # A W beat in the cycle its burst's AW first appears belongs to that burst.
+        current_len = Mux(announced.count != 0, announced.first, mon["awlen"])
+        last = beat == current_len
         m.d.comb += [announced.push.eq(new_aw), announced.push_len.eq(mon["awlen"]),
-                     announced.pop.eq(w_hs & last & (announced.count != 0))]
+                     announced.pop.eq(w_hs & last & ((announced.count != 0) | new_aw))]
         with m.If(w_hs):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
             m.d.comb += [
-                Assert(announced.count != 0, "W beat without an announced burst"),
+                Assert((announced.count != 0) | new_aw, "W beat without an announced burst"),
                 Assert(mon["wlast"] == last, "WLAST not exactly on the burst's last beat"),
             ]
 

@@ -61,8 +61,8 @@ def _registers(checks, mutation=None):
     return lambda: props.RegistersHarness(props.formal_registers_config(), checks, mutation)
 
 
-def _dma(engines, mutation=None):
-    return lambda: props.DmaHarness(props.formal_dma_config(), engines, mutation)
+def _dma(engines, mutation=None, guarded=False):
+    return lambda: props.DmaHarness(props.formal_dma_config(), engines, mutation, guarded)
 
 
 def _controller(checks, mutation=None):
@@ -79,6 +79,10 @@ def _jobs():
             _dma(("read",))),
         Job("dma_write", "AXI4 master AW/W/B: handshakes, bursts, WLAST, outstanding", "bmc",
             14, 11, _dma(("write",))),
+        Job("guard_read", "as dma_read, the DMA reset at any cycle behind the bus guard",
+            "bmc", 16, 12, _dma(("read",), guarded=True)),
+        Job("guard_write", "as dma_write, the DMA reset at any cycle behind the bus guard",
+            "bmc", 14, 11, _dma(("write",), guarded=True)),
     ]
     jobs += [
         Job("regs_cover", "AXI4-Lite reads, OKAY/SLVERR writes, stalls reachable", "cover",
@@ -87,6 +91,8 @@ def _jobs():
             16, 16, _dma(("read",))),
         Job("dma_write_cover", "full write bursts, max_outstanding, B errors reachable",
             "cover", 16, 16, _dma(("write",))),
+        Job("guard_cover", "drains with late R beats and WSTRB=0 W beats reachable",
+            "cover", 16, 16, _dma(("read", "write"), guarded=True)),
     ]
     for mutation in props.REGISTERS_MUTATIONS:
         jobs.append(Job(f"regs_mut_{mutation}", f"mutant {mutation} must fail", "bmc", 8, 8,

@@ -124,15 +124,16 @@ class AxiGuard(wiring.Component):
                          aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _AR_FIELDS))]
         with m.Else():
             m.d.comb += [bus.rready.eq(1), bus.bready.eq(1),
-                         bus.arvalid.eq(ar_held), ar_fields.eq(ar_hold),
-                         bus.awvalid.eq(aw_held), aw_fields.eq(aw_hold)]
+                         bus.arvalid.eq(ar_held & (reads != limit)), ar_fields.eq(ar_hold),
+                         bus.awvalid.eq(aw_held & (writes != limit)), aw_fields.eq(aw_hold)]
             with m.If(ar_fire):
                 m.d.sync += ar_held.eq(0)
             with m.If(aw_fire):
                 m.d.sync += aw_held.eq(0)
             # The W burst in progress: the oldest accepted AW's, else the held AW's.
             held_len = aw_hold[len(bus.awaddr):][:AXI_LEN_WIDTH]  # fields: addr, len, ...
-            owed = w_lengths.r_rdy | (aw_held & (w_ahead == 0))
+            # (W beats go out only for bursts announced on AW, as the master sends them.)
+            owed = w_lengths.r_rdy | (bus.awvalid & (w_ahead == 0))
             length = Mux(w_lengths.r_rdy, w_lengths.r_data, held_len)
             with m.If(w_held):
                 m.d.comb += [bus.wvalid.eq(1), bus.wdata.eq(w_hold_data),
