@@ -11,6 +11,7 @@ from hw.config import Config, ConfigError
 from hw.mac import MacCell
 from hw.systolic import SystolicArray
 from sim.golden import matmul
+from sim.tb.tb_systolic import random_values
 
 
 def make_config(rows, cols, dataflow, **knobs):
@@ -23,15 +24,6 @@ def seed_for(name):
     seed = int(os.environ.get("SEED", np.random.SeedSequence().entropy % (1 << 32)))
     print(f"{name}: SEED={seed}")
     return seed
-
-
-def random_values(rng, shape, width):
-    """Uniform signed values of `width` bits, a fifth of them forced to the extremes."""
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    values = rng.integers(lo, hi + 1, size=shape)
-    extreme = rng.random(shape) < 0.2
-    values[extreme] = rng.choice([lo, hi], size=int(extreme.sum()))
-    return values
 
 
 class Job:
