@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 from hw.config import Config
 from hw.output_pipeline import OutputPipeline, QuantParams
 from sim import golden
+from sim.tb.tb_output_pipeline import expected as expected_rows
 
 
 INT32_MIN, INT32_MAX = golden.INT32_MIN, golden.INT32_MAX
@@ -65,17 +66,6 @@ def make_params(cfg, rng, *, out_int32=0, bias_en=0, per_column=0, lo=-128, hi=1
         else [random_multiplier(rng) for _ in range(cols)],
         col_shift=col_shift if col_shift is not None else [random_shift(rng) for _ in range(cols)],
     )
-
-
-def expected_rows(cfg, params, rows):
-    per_col = params["per_column"]
-    return golden.output_pipeline(
-        np.array(rows, dtype=np.int64),
-        bias=np.array(params["bias"]) if params["bias_en"] else None,
-        multiplier=np.array(params["col_multiplier"]) if per_col else params["multiplier"],
-        shift=np.array(params["col_shift"]) if per_col else params["shift"],
-        zero_point=params["zero_point"], lo=params["clamp_lo"], hi=params["clamp_hi"],
-        output_width=cfg.output_width, out_int32=bool(params["out_int32"])).tolist()
 
 
 def tie_rows(cfg, rng, shift, n):
