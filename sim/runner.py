@@ -87,8 +87,9 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
     # build: the first builds it, the others wait and find it up to date.
     with open(build_dir / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _build(runner, verilog_sources, toplevel, build_dir, build_args, waves, timescale,
-               log_file)
+        runner.build(sources=[str(s) for s in verilog_sources], hdl_toplevel=toplevel,
+                     build_dir=build_dir, build_args=build_args, waves=waves,
+                     timescale=timescale, always=False, log_file=log_file)
     env = dict(os.environ)
     env.update({k: str(v) for k, v in (extra_env or {}).items()})
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
@@ -123,20 +124,6 @@ def run_cocotb(*, verilog_sources, toplevel, test_module, build_name, simulator=
         shutil.rmtree(run_dir, ignore_errors=True)
         return None
     return run_dir
-
-
-def _build(runner, verilog_sources, toplevel, build_dir, build_args, waves, timescale,
-           log_file):
-    runner.build(
-        sources=[str(s) for s in verilog_sources],
-        hdl_toplevel=toplevel,
-        build_dir=build_dir,
-        build_args=build_args,
-        waves=waves,
-        timescale=timescale,
-        always=False,
-        log_file=log_file,
-    )
 
 
 def main(argv=None):
