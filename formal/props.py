@@ -84,6 +84,19 @@ def _drive_inputs(m, component, only=None, exclude=None):
             m.d.comb += value.eq(AnySeq(len(value)))
 
 
+def _init_checked_harness(harness, cfg, checks, mutation, mutations):
+    """Validate and store a harness's property groups (from ``harness.CHECKS``) and
+    ``mutation`` (a key of ``mutations`` or None)."""
+    unknown = set(checks) - set(harness.CHECKS)
+    if unknown:
+        raise ValueError(f"checks: unknown property groups {sorted(unknown)}")
+    if mutation is not None and mutation not in mutations:
+        raise ValueError(f"mutation must be one of {sorted(mutations)}, not {mutation!r}")
+    harness.cfg = cfg
+    harness.checks = tuple(checks)
+    harness.mutation = mutation
+
+
 def _internal_signals(fragment, owner, names):
     """The signals ``names`` that ``fragment`` (the elaborated ``owner``) assigns.
 
@@ -174,15 +187,7 @@ class RegistersHarness(Elaboratable):
     CHECKS = ("handshake", "readback", "write")
 
     def __init__(self, cfg, checks=CHECKS, mutation=None):
-        unknown = set(checks) - set(self.CHECKS)
-        if unknown:
-            raise ValueError(f"checks: unknown property groups {sorted(unknown)}")
-        if mutation is not None and mutation not in REGISTERS_MUTATIONS:
-            raise ValueError(f"mutation must be one of {sorted(REGISTERS_MUTATIONS)},"
-                             f" not {mutation!r}")
-        self.cfg = cfg
-        self.checks = tuple(checks)
-        self.mutation = mutation
+        _init_checked_harness(self, cfg, checks, mutation, REGISTERS_MUTATIONS)
 
     def elaborate(self, platform):
         m = Module()
@@ -599,15 +604,7 @@ class ControllerHarness(Elaboratable):
     CHECKS = ("counters", "overflow")
 
     def __init__(self, cfg, checks=CHECKS, mutation=None):
-        unknown = set(checks) - set(self.CHECKS)
-        if unknown:
-            raise ValueError(f"checks: unknown property groups {sorted(unknown)}")
-        if mutation is not None and mutation not in CONTROLLER_MUTATIONS:
-            raise ValueError(f"mutation must be one of {sorted(CONTROLLER_MUTATIONS)},"
-                             f" not {mutation!r}")
-        self.cfg = cfg
-        self.checks = tuple(checks)
-        self.mutation = mutation
+        _init_checked_harness(self, cfg, checks, mutation, CONTROLLER_MUTATIONS)
 
     def elaborate(self, platform):
         from hw.controller import Controller
