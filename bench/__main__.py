@@ -19,7 +19,7 @@ import numpy as np
 
 from hw.cli import add_config_arguments, config_from_args
 from hw.config import ConfigError
-from sw.compiler import CompileError
+from sw.compiler import CompileError, choose_dataflow
 from sw.runtime import Runtime
 
 from . import generator, report, workloads
@@ -27,6 +27,7 @@ from . import generator, report, workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = "golden"
+AUTO = "auto"
 SECTIONS = workloads.GROUPS + ("gen",)
 
 
@@ -44,7 +45,9 @@ def parse_args(argv):
     parser.add_argument("--workloads", help="comma-separated workload names (default: all)")
     parser.add_argument("--backends", default="golden,verilator",
                         help="comma-separated runtime backends (default golden,verilator)")
-    parser.add_argument("--dataflows", default="ws", help="comma-separated: ws, os")
+    parser.add_argument("--dataflows", default="auto",
+                        help="comma-separated: ws, os, auto (the compiler's choice: OS for a "
+                             "GEMM with fewer rows than the array, else WS; default auto)")
     parser.add_argument("--gen-sizes", default=None,
                         help="comma-separated N for the generator timing (default "
                              f"{','.join(map(str, generator.DEFAULT_SIZES))}; 16,32 with --quick)")
@@ -59,8 +62,8 @@ def parse_args(argv):
         if section not in SECTIONS:
             parser.error(f"--only: unknown section {section!r} (choose from {', '.join(SECTIONS)})")
     for flow in _csv(args.dataflows):
-        if flow not in ("ws", "os"):
-            parser.error(f"--dataflows: {flow!r} is not ws or os")
+        if flow not in ("ws", "os", AUTO):
+            parser.error(f"--dataflows: {flow!r} is not ws, os or {AUTO}")
     return args
 
 
@@ -104,6 +107,10 @@ class Bench:
         for workload in chosen:
             inputs = workload.make_inputs()
             for flow in self.dataflows:
+                if flow == AUTO:
+                    single = len(workload.gemms) == 1
+                    flow = choose_dataflow(self.cfg, None,
+                                           workload.gemms[0][0] if single else None).name.lower()
                 index += 1
                 log(f"[{index}/{total}] {workload.name} ({workload.shape_text}, "
                     f"{workload.macs:,} MACs) {flow.upper()}")

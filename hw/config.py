@@ -71,7 +71,7 @@ class Config:
     addr_width: int = _knob(32, "AXI address width in bits")
     id_width: int = _knob(4, "AXI ID width in bits")
     max_burst_beats: int = _knob(256, "longest DMA burst in beats (power of two, <= 256)")
-    max_outstanding: int = _knob(4, "DMA read bursts in flight")
+    max_outstanding: int = _knob(8, "DMA read bursts in flight")
     dram_base: int = _knob(0, "reset value of the DRAM window base address")
     dram_size: int = _knob(1 << 31, "reset value of the DRAM window size in bytes")
 

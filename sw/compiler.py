@@ -33,6 +33,11 @@ instruction of tile ``t`` pops that store's token, its push releases the loads `
 steps later); tiles of at most ``depth`` steps have no such later step and use a FENCE.
 Instructions are emitted in an order that runs without blocking when executed one by one,
 so no queue depth can deadlock.
+
+Dataflow: without an explicit choice, a GEMM with fewer rows than the array (``M < R``, a
+batch-1 dense layer) runs output-stationary when the config builds it: WS would spend a
+PRELOAD of ``R`` weight rows and a short DMA command per ``R x C`` tile on a single
+activation row, OS streams ``kc`` reduction rows per step. Chained MLP layers stay WS.
 """
 
 import math
@@ -45,7 +50,8 @@ from sw.isa import Dataflow, LoadDst
 
 
 __all__ = ["CompileError", "Tensor", "Program", "GemmQuant", "compile_gemm", "compile_conv2d",
-           "compile_mlp", "conv2d_output_shape", "conv2d_padding", "im2col", "OUT_DTYPES"]
+           "compile_mlp", "choose_dataflow", "conv2d_output_shape", "conv2d_padding", "im2col",
+           "OUT_DTYPES"]
 
 OUT_DTYPES = ("int8", "int32")
 ALIGN = 64
@@ -199,27 +205,43 @@ class _Plan:
         return self.b_slots[index % len(self.b_slots)]
 
 
-def _layout(cfg, a_count, a_rows, b_count, b_rows):
+def _layout(cfg, a_count, a_rows, b_count, b_rows, k_chunks):
     """Base rows of ``a_count`` A slots and ``b_count`` B slots, or None if they do not fit.
 
-    A slots alternate between banks 0 and 1 and B slots prefer the others, so a LOAD filling
-    the next chunk and the array reading the current one use different single-port banks.
-    If that does not fit, the scratchpad is used as one flat region."""
+    The array streams one A row per cycle from a single-port bank, so a LOAD filling another
+    slot, or a PRELOAD reading a B tile, in that bank would wait. Layouts tried in order:
+
+    1. A slots alternate between banks 0 and 1, B slots use the others;
+    2. A slot ``c`` in bank ``c % banks`` (for A chunks too large for two banks), the B slots
+       of chunk ``k`` half the banks away from A chunk ``k``;
+
+    each only if every slot fits in its bank; then 1 with slots wherever they fit, then the
+    scratchpad as one flat region."""
     banks, bank_rows = cfg.scratchpad_banks, cfg.sp_bank_rows
-    for nb, rows in ((banks, bank_rows), (1, cfg.sp_rows)):
+    pair = min(2, banks)
+
+    def paired_b(b):
+        return (pair + b % pair) % banks if banks >= 4 else (b + 1) % pair
+
+    def spread_b(b):
+        return (b % k_chunks + banks // 2) % banks
+
+    schemes = ((banks, bank_rows, lambda c: c % pair, paired_b, True),
+               (banks, bank_rows, lambda c: c % banks, spread_b, True),
+               (banks, bank_rows, lambda c: c % pair, paired_b, False),
+               (1, cfg.sp_rows, lambda c: 0, lambda b: 0, False))
+    for nb, rows, a_bank, b_bank, strict in schemes:
         fill = [0] * nb
-        pair = min(2, nb)
 
         def place(size, preferred):
-            for bank in [preferred] + list(range(nb)):
+            for bank in [preferred] + ([] if strict else list(range(nb))):
                 if fill[bank] + size <= rows:
                     fill[bank] += size
                     return bank * rows + fill[bank] - size
             return None
 
-        b_bases = [place(b_rows, (pair + b % pair) % nb if nb >= 4 else (b + 1) % pair)
-                   for b in range(b_count)]
-        a_bases = [place(a_rows, c % pair) for c in range(a_count)]
+        b_bases = [place(b_rows, b_bank(b)) for b in range(b_count)]
+        a_bases = [place(a_rows, a_bank(c)) for c in range(a_count)]
         if None not in a_bases + b_bases:
             return a_bases, b_bases
     return None
@@ -230,7 +252,7 @@ def _try_plan(cfg, dataflow, M, K, N, kc, mt, depth, a_resident, b_resident):
     a_rows = mt if dataflow == Dataflow.WS else kc
     a_count = max(k_chunks, depth) if a_resident else depth
     b_count = n_tiles * k_chunks if b_resident else depth
-    placed = _layout(cfg, a_count, a_rows, b_count, kc)
+    placed = _layout(cfg, a_count, a_rows, b_count, kc, k_chunks)
     if placed is None:
         return None
     return _Plan(dataflow, depth, kc, mt, k_chunks, a_rows, a_resident, b_resident, *placed)
@@ -294,8 +316,12 @@ def _plan(cfg, dataflow, M, K, N, qparams):
                        f"of the {M}x{K}x{N} GEMM")
 
 
-def _choose_dataflow(cfg, dataflow):
+def choose_dataflow(cfg, dataflow=None, M=None):
+    """The requested dataflow, or (``None``) the default for a GEMM of ``M`` rows: OS for
+    ``M < rows`` if built (``M=None``: chained layers, never), else WS if built."""
     if dataflow is None:
+        if M is not None and M < cfg.rows and cfg.has_os:
+            return Dataflow.OS
         return Dataflow.WS if cfg.has_ws else Dataflow.OS
     name = str(dataflow.name if isinstance(dataflow, Dataflow) else dataflow).lower()
     if name not in ("ws", "os"):
@@ -527,7 +553,7 @@ def compile_gemm(cfg, A_shape, B_shape, *, bias=False, per_column=False, multipl
     quant = GemmQuant(out_dtype, bool(bias), bool(per_column), int(multiplier), int(shift),
                       int(zero_point), tuple(clamp) if clamp is not None else None)
     _check_quant(cfg, quant)
-    flow = _choose_dataflow(cfg, dataflow)
+    flow = choose_dataflow(cfg, dataflow, M)
     prog = Program(cfg, dram_base)
     get_a = a_encoder or (lambda inputs: inputs["A"])
     if flow == Dataflow.OS:
@@ -612,7 +638,7 @@ def compile_mlp(cfg, batch, sizes, layers, *, dataflow=None, dram_base=None):
                            f"got {len(layers)}")
     for index, size in enumerate(sizes):
         _check_dim(f"sizes[{index}]", size)
-    flow = _choose_dataflow(cfg, dataflow)
+    flow = choose_dataflow(cfg, dataflow, batch if len(layers) == 1 else None)
     if flow != Dataflow.WS and len(layers) > 1:
         raise CompileError("chained layers need the weight-stationary dataflow (an OS layer "
                            "reads A transposed, which a STORE cannot write)")

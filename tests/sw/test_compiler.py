@@ -242,3 +242,54 @@ def test_compile_errors_name_the_problem():
         compiler.compile_gemm(cfg.replace(dram_size=4096), (100, 100), (100, 100))
     with pytest.raises(compiler.CompileError, match="clamp"):
         compiler.compile_gemm(cfg, (3, 4), (4, 2), clamp=(5, 1))
+
+
+def test_default_dataflow_is_os_below_the_array_height():
+    cfg = SMALL["4x4"]
+    assert compiler.choose_dataflow(cfg, None, cfg.rows - 1) == isa.Dataflow.OS
+    assert compiler.choose_dataflow(cfg, None, cfg.rows) == isa.Dataflow.WS
+    assert compiler.choose_dataflow(cfg, None, None) == isa.Dataflow.WS
+    assert compiler.choose_dataflow(cfg.replace(dataflow="ws"), None, 1) == isa.Dataflow.WS
+    assert compiler.choose_dataflow(cfg, "ws", 1) == isa.Dataflow.WS
+    ops = {isa.decode(w)[1]["dataflow"] for w in compiler.compile_gemm(cfg, (1, 9), (9, 6)).words
+           if isa.decode(w)[0].name == "MATMUL"}
+    assert ops == {isa.Dataflow.OS}
+    check(cfg, 1, 37, 11, None, SEED, per_column=False, with_bias=True, out_dtype="int8")
+    # A single dense layer follows the GEMM rule; chained layers stay WS.
+    g = np.random.default_rng(SEED)
+    x = g.integers(-128, 128, (2, 9)).astype(np.int8)
+    layers = [dict(W=g.integers(-128, 128, (9, 5)).astype(np.int8), out_dtype="int32")]
+    y, _ = Runtime(cfg).mlp(x, layers)
+    np.testing.assert_array_equal(y, golden.matmul(x, layers[0]["W"]))
+    layers = [dict(W=g.integers(-128, 128, (9, 5)).astype(np.int8), multiplier=1 << 30,
+                   shift=3),
+              dict(W=g.integers(-128, 128, (5, 3)).astype(np.int8), out_dtype="int32")]
+    y, _ = Runtime(cfg).mlp(x, layers)
+    h = golden.output_pipeline(golden.matmul(x, layers[0]["W"]), multiplier=1 << 30, shift=3)
+    np.testing.assert_array_equal(y, golden.matmul(h, layers[1]["W"]))
+
+
+def test_large_a_chunks_spread_over_all_banks():
+    # ResNet-18 layer1 on the default config: 36 resident A chunks of 349 rows do not fit two
+    # banks. The array streams chunk k while the LOAD fills chunk k + 1 and PRELOAD reads the
+    # B tiles of chunk k, so those must be in three different single-port banks.
+    cfg, (M, K, N) = SMALL["default"], (56 * 56, 9 * 64, 64)
+    plan = compiler._plan(cfg, isa.Dataflow.WS, M, K, N, True)
+    assert plan.a_resident and plan.b_resident
+    banks = [row // cfg.sp_bank_rows for row in plan.a_slots]
+    n_tiles = N // cfg.cols
+    for k in range(plan.k_chunks):
+        a_now, a_next = banks[k], banks[(k + 1) % plan.k_chunks]
+        b_now = {plan.b_slots[j * plan.k_chunks + k] // cfg.sp_bank_rows for j in range(n_tiles)}
+        assert a_now != a_next and a_now not in b_now and a_next not in b_now, k
+
+
+@pytest.mark.parametrize("shape", [(70, 24, 12), (40, 40, 12)])
+def test_spread_layout_runs_bit_exact(shape):
+    # 4x4 with 64-row banks: these A chunks need all four banks (the second layout).
+    cfg = SMALL["4x4"]
+    plan = compiler._plan(cfg, isa.Dataflow.WS, *shape, True)
+    assert len({row // cfg.sp_bank_rows for row in plan.a_slots}) == cfg.scratchpad_banks
+    for depth in (1, None):
+        check(cfg, *shape, "ws", SEED, per_column=True, with_bias=True, out_dtype="int8",
+              queue_depth=depth)
