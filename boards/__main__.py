@@ -56,8 +56,15 @@ def _build(target, *, do_build):
     platform = target.platform()
     top = BoardTop(target)
     overrides = {}
+    script = []
     if not target.ram_init:
-        overrides["script_after_read"] = f"delete {target.name}.{top.RAM_PATH}/t:$meminit_v2"
+        script.append(f"delete {target.name}.{top.RAM_PATH}/t:$meminit_v2")
+    if target.soft_multipliers():
+        # synth_ice40 -dsp maps every $mul to a DSP; these become Booth-encoded adders first
+        # (booth skips modules that still hold processes).
+        script += ["proc", f"booth {target.soft_multipliers()}"]
+    if script:
+        overrides["script_after_read"] = "\n".join(script)
     return platform, platform.build(
         top, name=target.name, build_dir=str(build_dir(target.name)),
         do_build=do_build, do_program=False, synth_opts=target.synth_opts, **overrides,
@@ -78,7 +85,7 @@ def summarise(target, nextpnr):
                 "met": f["achieved"] >= f["constraint"]}
         for clock, f in sorted(nextpnr.get("fmax", {}).items())}
     return {"board": target.name, "device": target.platform.device,
-            "clk_hz": target.clk_hz, "config": target.cfg.to_dict(),
+            "clk_hz": target.sync_hz, "config": target.cfg.to_dict(),
             "utilization": utilisation, "fmax": fmax,
             "timing_met": bool(fmax) and all(f["met"] for f in fmax.values())}
 
@@ -146,10 +153,22 @@ def _failure(target, path):
     """A report for a build that stopped in nextpnr (typically: the design does not fit)."""
     log = path / f"{target.name}.tim"
     errors = re.findall(r"^ERROR: (.*)$", log.read_text(), re.M) if log.exists() else []
-    return {"board": target.name, "device": target.platform.device, "clk_hz": target.clk_hz,
+    synth = _synth_report(target, path)
+    over = overflow(synth, DEVICE_TOTALS.get(target.platform.device, {}))
+    if over:
+        failure = f"does not fit: {over}"
+    else:
+        failure = errors[0] if errors else "the toolchain failed"
+    return {"board": target.name, "device": target.platform.device, "clk_hz": target.sync_hz,
             "config": target.cfg.to_dict(), "utilization": {}, "fmax": {},
-            "synth": _synth_report(target, path), "timing_met": False,
-            "failure": errors[0] if errors else "the toolchain failed"}
+            "synth": synth, "timing_met": False, "failure": failure}
+
+
+def overflow(synth, totals):
+    """The synthesised resources beyond the device's, e.g. ``"LUT 10205 > 5280"`` ("" if
+    none)."""
+    return ", ".join(f"{name} {synth[name]} > {total}" for name, total in totals.items()
+                     if synth.get(name, 0) > total)
 
 
 def cmd_elaborate(target):

@@ -63,7 +63,13 @@ class Target:
     ``cfg`` (the accelerator built for it), yosys ``synth_opts``, the programmer tool and
     the environment variable amaranth-boards reads it from. ``ram_init=False`` drops the
     RAM's (all-zero) initial contents before synthesis: SB_SPRAM256KA cannot be initialised,
-    so yosys would otherwise build the RAM from EBRs (the host loads it anyway)."""
+    so yosys would otherwise build the RAM from EBRs (the host loads it anyway).
+
+    ``core_hz`` (when set) is the design's clock, made from ``clk_hz`` by the FPGA's PLL
+    (:mod:`boards.clocks`); otherwise the design runs at ``clk_hz``. ``array_dsps`` (when
+    set) is how many of the array's multipliers yosys may put in DSP blocks, the first
+    cells in row-major order; the others are built from LUTs (for a part with fewer DSPs
+    than multipliers, which nextpnr could not place)."""
     name: str
     platform: type
     clk_hz: float
@@ -73,23 +79,50 @@ class Target:
     programmer_env: str
     ram_init: bool = True
     baud: int = DEFAULT_BAUD
+    core_hz: float = None
+    array_dsps: int = None
+
+    def __post_init__(self):
+        if self.core_hz is not None and not self.core_hz > 0:
+            raise ValueError(f"Target {self.name}: core_hz={self.core_hz!r} must be positive")
+        cells = self.cfg.rows * self.cfg.cols
+        if self.array_dsps is not None and not 0 <= self.array_dsps <= cells:
+            raise ValueError(f"Target {self.name}: array_dsps={self.array_dsps!r} must be from"
+                             f" 0 to rows*cols={cells}")
+
+    @property
+    def sync_hz(self):
+        """The frequency of the design's clock."""
+        return self.clk_hz if self.core_hz is None else self.core_hz
 
     @property
     def frame_timeout_cycles(self):
-        return round(self.clk_hz * FRAME_TIMEOUT_S)
+        return round(self.sync_hz * FRAME_TIMEOUT_S)
 
     @property
     def bus_timeout_cycles(self):
-        return round(self.clk_hz * BUS_TIMEOUT_S)
+        return round(self.sync_hz * BUS_TIMEOUT_S)
+
+    def soft_multipliers(self):
+        """The yosys selection of the array multipliers built from LUTs ("" for none)."""
+        if self.array_dsps is None:
+            return ""
+        cells = [f"cell_{r}_{c}" for r in range(self.cfg.rows) for c in range(self.cfg.cols)]
+        # The cells sit somewhere below the array module (in its grid).
+        return " ".join(f"{self.name}.soc.core.array*.{cell}/t:$mul"
+                        for cell in cells[self.array_dsps:])
 
 
 # iCE40UP5K: 5280 LUTs, 8 DSPs, 30 x 4 Kib EBR, 4 x 32 KiB SPRAM. The SPRAMs are the DRAM
 # (128 KiB, 32 bits wide); the 4x4 weight-stationary array with one output lane and small
-# scratchpad / accumulator leaves the EBRs to them and the logic to fit.
+# scratchpad / accumulator leaves the EBRs to them and the logic to fit. One-deep unit
+# queues and one-instruction fetches keep the instruction words (128 bits each) out of the
+# flip-flops: the UP5K has no distributed RAM, so every buffered word costs 160 FFs.
+# Its 8 DSPs: 4 for the output lane's 32x32 product, 4 for array row 0 (array_dsps).
 ICEBREAKER_CFG = Config(
     rows=4, cols=4, dataflow="ws", scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
     output_lanes=1, dma_data_width=32, addr_width=17, id_width=1, max_burst_beats=16,
-    max_outstanding=1, dram_base=0, dram_size=128 * KIB)
+    max_outstanding=1, dram_base=0, dram_size=128 * KIB, queue_depth=1, fetch_chunk=1)
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
 ECP5_85F_CFG = Config(
@@ -100,7 +133,8 @@ ECP5_85F_CFG = Config(
 BOARDS = {
     "icebreaker": Target("icebreaker", ICEBreakerPlatform, 12e6, ICEBREAKER_CFG,
                          synth_opts="-dsp -spram", programmer="iceprog",
-                         programmer_env="ICEPROG", ram_init=False),
+                         programmer_env="ICEPROG", ram_init=False, core_hz=24e6,
+                         array_dsps=4),
     "ulx3s": Target("ulx3s", ULX3SBuildPlatform, 25e6, ECP5_85F_CFG, synth_opts="",
                     programmer="openFPGALoader", programmer_env="OPENFPGALOADER"),
     "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,

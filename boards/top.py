@@ -1,6 +1,6 @@
 """The board design: accelerator + on-chip DRAM + UART bridge, and its pin wrapper."""
 
-from amaranth import Elaboratable, Module, Signal
+from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.build import ResourceError
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
@@ -9,6 +9,7 @@ from hw.axi_sram import AxiSram
 from hw.config import Config
 
 from .bridge import Bridge
+from .clocks import pll_domain
 from .uart import UartRx, UartTx, uart_divisor
 
 
@@ -77,24 +78,28 @@ class BoardSoC(wiring.Component):
 class BoardTop(Elaboratable):
     """:class:`BoardSoC` on the pins of a :class:`boards.targets.Target`: the UART, LED 0 =
     IRQ, LED 1 lit for :data:`FLASH_S` after each bad request frame (boards without LEDs
-    simply lack them)."""
+    simply lack them). The design runs at ``target.sync_hz``: from the PLL when the target
+    sets ``core_hz``, else from the board clock."""
 
     RAM_PATH = "soc.ram"     # the RAM's module below the top, for synthesis scripts
 
     def __init__(self, target):
         self.target = target
-        self.soc = BoardSoC(target.cfg, clk_hz=target.clk_hz, baud=target.baud,
+        self.soc = BoardSoC(target.cfg, clk_hz=target.sync_hz, baud=target.baud,
                             frame_timeout=target.frame_timeout_cycles,
                             bus_timeout=target.bus_timeout_cycles)
 
     def elaborate(self, platform):
         m = Module()
+        if self.target.core_hz is not None:
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clocks = pll_domain(platform, self.target.clk_hz, self.target.core_hz)
         m.submodules.soc = soc = self.soc
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
         m.d.comb += [soc.rx.eq(rx_buffer.i), tx_buffer.o.eq(soc.tx)]
-        flash_cycles = round(self.target.clk_hz * FLASH_S)
+        flash_cycles = round(self.target.sync_hz * FLASH_S)
         flash = Signal(range(flash_cycles + 1))
         with m.If(soc.bad_frame):
             m.d.sync += flash.eq(flash_cycles)

@@ -54,6 +54,11 @@ class Config:
       max_outstanding   read bursts in flight at once.
       dram_base, dram_size
                         reset value of the DRAM window the DMA may touch.
+
+    Control (small FPGAs trade these buffers for logic)
+      queue_depth       instructions waiting in each of the load / exec / store queues.
+      fetch_chunk       instructions per instruction-fetch DMA command; the fetch buffer
+                        holds two chunks.
     """
 
     rows: int = _knob(16, "systolic array rows R (the reduction dimension in WS)")
@@ -74,8 +79,11 @@ class Config:
     max_outstanding: int = _knob(8, "DMA read bursts in flight")
     dram_base: int = _knob(0, "reset value of the DRAM window base address")
     dram_size: int = _knob(1 << 31, "reset value of the DRAM window size in bytes")
+    queue_depth: int = _knob(8, "instructions waiting in each unit queue (1..64)")
+    fetch_chunk: int = _knob(8, "instructions per fetch DMA command (1..64); two are buffered")
 
     MAX_DIM: ClassVar[int] = 512
+    MAX_QUEUE: ClassVar[int] = 64
 
     def __post_init__(self):
         if self.output_lanes == 0:
@@ -139,6 +147,10 @@ class Config:
         self._check("dram_size", isinstance(self.dram_size, int)
                     and 0 < self.dram_size <= (1 << self.addr_width) - self.dram_base,
                     "must be positive and end within the address space")
+        for name in ("queue_depth", "fetch_chunk"):
+            value = getattr(self, name)
+            self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_QUEUE,
+                        f"must be an integer from 1 to {self.MAX_QUEUE}")
 
     # -- derived quantities ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from sw import isa
 from sw.isa import ErrorCause, Opcode, Queue
 
+from .config import Config
 from .decoder import Decoder
 from .fetch import fetched_layout
 from .queues import PC_WIDTH, UnitPort, command_layout
@@ -14,7 +15,9 @@ from .queues import PC_WIDTH, UnitPort, command_layout
 
 __all__ = ["Controller", "QUEUE_DEPTH", "DEADLOCK_CYCLES"]
 
-QUEUE_DEPTH = 8        # instructions waiting in each of the load / exec / store queues
+# Instructions waiting in each of the load / exec / store queues, unless the Config says
+# otherwise (``cfg.queue_depth``; sim/fuzz.py restates this default).
+QUEUE_DEPTH = Config().queue_depth
 DEADLOCK_CYCLES = 8    # how long "nothing can move" must last to be a deadlock
 TOKEN_WIDTH = 8
 _UNITS = ("load", "exec", "store")
@@ -32,6 +35,9 @@ class Controller(wiring.Component):
     waiting for a token, at least one is waiting, and the dispatcher cannot move, for
     :data:`DEADLOCK_CYCLES` cycles, the machine stops with TOKEN_DEADLOCK at the oldest waiting
     instruction. ``abort`` stops it with ABORTED.
+
+    Each unit queue holds ``cfg.queue_depth`` instructions; dispatch waits while the target
+    queue is full.
 
     Stopping (done or error): nothing more is dispatched or granted; the units finish the
     instruction they execute (so every bus transfer completes), then ``soft_reset`` pulses for
@@ -86,7 +92,7 @@ class Controller(wiring.Component):
 
         queues = {}
         for name in _UNITS:
-            queues[name] = q = fifo.SyncFIFO(width=command_layout().size, depth=QUEUE_DEPTH)
+            queues[name] = q = fifo.SyncFIFO(width=command_layout().size, depth=cfg.queue_depth)
             m.submodules[f"{name}_queue"] = ResetInserter(self.soft_reset)(q)
             m.d.comb += [cmds[name].payload.eq(q.r_data), cmds[name].valid.eq(q.r_rdy),
                          q.r_en.eq(cmds[name].ready)]

@@ -8,14 +8,18 @@ from sw import isa
 from sw.isa import ErrorCause
 
 from .burst import dma_cmd_layout, dma_status_layout
+from .config import Config
 from .dma import dma_data_layout
 from .queues import PC_WIDTH
 
 
 __all__ = ["Fetcher", "fetched_layout", "FETCH_CHUNK"]
 
-FETCH_CHUNK = 8            # instructions per DMA command
-_BUFFER = 2 * FETCH_CHUNK  # words (or fault markers) buffered ahead of the dispatcher
+#: Instructions per DMA command unless the Config says otherwise (``cfg.fetch_chunk``).
+FETCH_CHUNK = Config().fetch_chunk
+# Chunks of words (or fault markers) buffered ahead of the dispatcher: one being consumed
+# while the next arrives.
+_BUFFER_CHUNKS = 2
 
 
 def fetched_layout(addr_width):
@@ -26,7 +30,8 @@ def fetched_layout(addr_width):
 
 
 class Fetcher(wiring.Component):
-    """Prefetches ``count`` instructions from ``base`` in chunks of :data:`FETCH_CHUNK`.
+    """Prefetches ``count`` instructions from ``base`` in chunks of ``cfg.fetch_chunk``
+    (a buffer of two chunks).
 
     Each instruction is a 16-byte row of the DMA command, so the DMA's row-by-row window
     check stops the fetch exactly at the first instruction outside the window; that pc
@@ -62,7 +67,9 @@ class Fetcher(wiring.Component):
         m = Module()
         cfg = self.cfg
         layout = fetched_layout(cfg.addr_width)
-        m.submodules.buffer = buffer = fifo.SyncFIFO(width=layout.size, depth=_BUFFER)
+        chunk_max = cfg.fetch_chunk
+        depth = _BUFFER_CHUNKS * chunk_max
+        m.submodules.buffer = buffer = fifo.SyncFIFO(width=layout.size, depth=depth)
         m.d.comb += [self.words.payload.eq(buffer.r_data), self.words.valid.eq(buffer.r_rdy),
                      buffer.r_en.eq(self.words.ready)]
 
@@ -72,11 +79,11 @@ class Fetcher(wiring.Component):
         received = Signal(PC_WIDTH)   # instructions (or a fault) pushed into the buffer
         in_flight = Signal()
         stopped = Signal()            # a fault or a flush: issue nothing more
-        chunk = Signal(range(FETCH_CHUNK + 1))
-        m.d.comb += chunk.eq(Mux(count - issued < FETCH_CHUNK, count - issued, FETCH_CHUNK))
+        chunk = Signal(range(chunk_max + 1))
+        m.d.comb += chunk.eq(Mux(count - issued < chunk_max, count - issued, chunk_max))
 
         # Room for a whole chunk: everything in flight lands in the buffer.
-        room = (_BUFFER - buffer.level) >= FETCH_CHUNK
+        room = (depth - buffer.level) >= chunk_max
         m.d.comb += [
             # `flush` (not only `stopped`, a cycle later): the controller may clear the
             # datapath in the very cycle it raises flush, and a command accepted then would

@@ -40,12 +40,8 @@ from sw.isa import ErrorCause, LoadDst
 from .machine import Machine
 
 
-__all__ = ["QUEUE_DEPTH", "FAULTS", "MEMORY", "Program", "FaultyMachine", "generate",
+__all__ = ["FAULTS", "MEMORY", "Program", "FaultyMachine", "generate",
            "golden_result", "compare", "dma_rows", "fuzz_config", "main"]
-
-#: The hardware queues' depth (hw.controller.QUEUE_DEPTH, restated to keep sim/ free of
-#: Amaranth; tests/hw/test_reliability_cocotb.py checks they agree).
-QUEUE_DEPTH = 8
 
 FAULTS = ("illegal", "window", "deadlock", "overflow")
 
@@ -425,7 +421,7 @@ def dma_rows(words):
 
 def golden_result(cfg, program, bad_ranges=None):
     machine = FaultyMachine(cfg, program.image, dram_base=0, window=program.window,
-                            queue_depth=QUEUE_DEPTH, bad_ranges=bad_ranges)
+                            queue_depth=cfg.queue_depth, bad_ranges=bad_ranges)
     return machine.run(program.prog_base, len(program.words))
 
 

@@ -1,7 +1,9 @@
 """Every board elaborates (platform.build(do_build=False): no tools run), its target is
 consistent, and build reports are summarised correctly."""
 
+import fnmatch
 import importlib.util
+import re
 
 import pytest
 
@@ -35,6 +37,18 @@ def test_elaborate(board):
     # The SPRAM board must lose the RAM's init (or yosys builds it from EBR), the others not.
     assert (f"delete {board}.soc.ram/t:$meminit_v2" in script) == (not target.ram_init)
     assert "--report" in plan.files[f"build_{board}.sh"]
+    # Only the array multipliers beyond the DSP budget are built from LUTs, and each
+    # selection names a module of the design (yosys would only warn about a stale one).
+    soft = re.findall(r"(\S+)/t:\$mul", script)
+    cells = target.cfg.rows * target.cfg.cols
+    assert len(soft) == (0 if target.array_dsps is None else cells - target.array_dsps)
+    modules = re.findall(r"^module \\(\S+)$", plan.files[f"{board}.il"], re.M)
+    for pattern in soft:
+        assert len(fnmatch.filter(modules, pattern)) == 1, pattern
+    assert not any(p.endswith(".cell_0_0") for p in soft) or target.array_dsps == 0
+    # A core clock other than the board's comes from the PLL.
+    pll = "SB_PLL40_PAD" if "iCE40" in target.platform.device else "EHXPLLL"
+    assert (pll in plan.files[f"{board}.il"]) == (target.core_hz is not None)
 
 
 def test_program_without_bitstream_is_a_clear_error(capsys, tmp_path, monkeypatch):
@@ -78,3 +92,6 @@ def test_synth_cells_and_table_row(tmp_path):
     (tmp_path / "icebreaker").mkdir()
     (tmp_path / "icebreaker" / "report.json").write_text(__import__("json").dumps(report))
     assert row in cli.write_table(tmp_path).read_text()
+    assert cli.overflow(cells, cli.DEVICE_TOTALS["iCE40UP5K"]) == (
+        "LUT 10918 > 5280, DSP 20 > 8, BRAM 51 > 30")
+    assert cli.overflow({"LUT": 5000}, cli.DEVICE_TOTALS["iCE40UP5K"]) == ""

@@ -12,7 +12,6 @@ import random
 import pytest
 
 from hw.config import Config
-from hw.controller import QUEUE_DEPTH
 from sim import fuzz
 from sim.backends import ensure_verilog
 from sim.runner import run_cocotb
@@ -21,10 +20,6 @@ CFG = Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1)
 
 # The CI budget (< 90 s on an idle machine, the build included).
 BUDGET = {"FUZZ_PROGRAMS": 24, "ABORT_TRIALS": 4, "BUS_ERROR_TRIALS": 4}
-
-
-def test_fuzz_golden_uses_the_hardware_queue_depth():
-    assert fuzz.QUEUE_DEPTH == QUEUE_DEPTH
 
 
 @pytest.mark.parametrize("fault", (None,) + fuzz.FAULTS)
