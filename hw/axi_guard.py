@@ -9,7 +9,7 @@ from .axi import AXI_LEN_WIDTH, AXI4Signature
 
 __all__ = ["AxiGuard"]
 
-_AR_FIELDS = ("addr", "len", "size", "burst", "id", "prot", "cache", "lock", "qos")
+_ADDR_FIELDS = ("addr", "len", "size", "burst", "id", "prot", "cache", "lock", "qos")
 
 
 class AxiGuard(wiring.Component):
@@ -90,8 +90,8 @@ class AxiGuard(wiring.Component):
             m.d.sync += w_sent.eq(Mux(bus.wlast, 0, w_sent + 1))
 
         # ---- requests presented but not accepted when the master is reset ------------------
-        ar_fields = Cat(getattr(bus, "ar" + f) for f in _AR_FIELDS)
-        aw_fields = Cat(getattr(bus, "aw" + f) for f in _AR_FIELDS)
+        ar_fields = Cat(getattr(bus, "ar" + f) for f in _ADDR_FIELDS)
+        aw_fields = Cat(getattr(bus, "aw" + f) for f in _ADDR_FIELDS)
         ar_held, aw_held, w_held = Signal(), Signal(), Signal()
         ar_hold, aw_hold = Signal(len(ar_fields)), Signal(len(aw_fields))
         w_hold_data, w_hold_strb = Signal.like(s.wdata), Signal.like(s.wstrb)
@@ -120,8 +120,8 @@ class AxiGuard(wiring.Component):
                 s.bvalid.eq(bus.bvalid), s.bresp.eq(bus.bresp), s.bid.eq(bus.bid),
                 bus.bready.eq(s.bready),
             ]
-            m.d.comb += [ar_fields.eq(Cat(getattr(s, "ar" + f) for f in _AR_FIELDS)),
-                         aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _AR_FIELDS))]
+            m.d.comb += [ar_fields.eq(Cat(getattr(s, "ar" + f) for f in _ADDR_FIELDS)),
+                         aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _ADDR_FIELDS))]
         with m.Else():
             m.d.comb += [bus.rready.eq(1), bus.bready.eq(1),
                          bus.arvalid.eq(ar_held & (reads != limit)), ar_fields.eq(ar_hold),
