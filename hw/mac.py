@@ -10,6 +10,7 @@ __all__ = ["MacCell", "WEIGHT_BUFFERS", "mac_cell_signature"]
 #: Weight registers per cell in WS: the active tile and the shadow tile shifting in.
 WEIGHT_BUFFERS = 2
 
+
 def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True):
     """The ports of a :class:`MacCell` with these parameters (validated)."""
     for name, value in (("input_width", input_width), ("weight_width", weight_width),

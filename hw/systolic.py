@@ -107,7 +107,6 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        R, C = cfg.rows, cfg.cols
         ws, os = cfg.has_ws, cfg.has_os
 
         grid = place_grid(m, cfg, clear=self.clear)
@@ -161,7 +160,7 @@ class SystolicArray(wiring.Component):
 
     def _ws_control(self, m, grid, en, active, feed_h, inject):
         """Weight tiles, their pairing with groups and the buffer-reuse rule."""
-        R, C = self.cfg.rows, self.cfg.cols
+        R = self.cfg.rows
         full = Array(Signal(name=f"tile_full_{i}") for i in range(WEIGHT_BUFFERS))
         # Cycles until the group that used a buffer has left the array.
         in_use = Array(Signal(range(self.ws_reuse_delay + 1), name=f"tile_in_use_{i}")
@@ -235,4 +234,3 @@ class SystolicArray(wiring.Component):
             with m.If(os_fire):
                 m.d.comb += feed_b[c].eq(self.os_in.payload.b[c])
         return os_fire
-
