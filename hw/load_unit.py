@@ -5,13 +5,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from sw.isa import ErrorCause, LoadDst
+from sw.isa import LoadDst
 
 from .accumulator import acc_write_layout
 from .burst import dma_cmd_layout, dma_status_layout
 from .decoder import QPARAM_ROWS, instruction_layout
 from .dma import dma_data_layout
-from .queues import UnitPort, command_layout
+from .queues import UnitPort, command_layout, complete_or_fault, hold_instruction
 from .scratchpad import sp_write_layout
 
 
@@ -93,13 +93,7 @@ class LoadUnit(wiring.Component):
                           Mux(instr.dst == LoadDst.ACC, self.acc_write.ready,
                               self.qparam_write.ready))
 
-        m.d.comb += [
-            self.ctrl.pc.eq(pc),
-            self.ctrl.pop_prev.eq(instr.pop_prev),
-            self.ctrl.pop_next.eq(instr.pop_next),
-            self.ctrl.push_pc.eq(pc),
-            self.ctrl.error.pc.eq(pc),
-        ]
+        hold_instruction(m, self.ctrl, instr, pc)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -143,12 +137,6 @@ class LoadUnit(wiring.Component):
                 # The DMA sends the status after the command's last data beat.
                 with m.If(~self.rd_data.valid & self.rd_status.valid):
                     m.d.comb += self.rd_status.ready.eq(1)
-                    with m.If(self.rd_status.payload.cause == ErrorCause.NONE):
-                        m.d.comb += [self.ctrl.push_prev.eq(instr.push_prev),
-                                     self.ctrl.push_next.eq(instr.push_next)]
-                    with m.Else():
-                        m.d.comb += [self.ctrl.error_valid.eq(1),
-                                     self.ctrl.error.cause.eq(self.rd_status.payload.cause),
-                                     self.ctrl.error.addr.eq(self.rd_status.payload.addr)]
+                    complete_or_fault(m, self.ctrl, instr, self.rd_status.payload)
                     m.next = "IDLE"
         return m

@@ -8,7 +8,8 @@ from sw import isa
 from sw.isa import ErrorCause
 
 
-__all__ = ["PC_WIDTH", "command_layout", "error_layout", "UnitPort"]
+__all__ = ["PC_WIDTH", "command_layout", "error_layout", "UnitPort", "hold_instruction",
+           "complete_or_fault"]
 
 PC_WIDTH = 32
 
@@ -50,3 +51,26 @@ class UnitPort(wiring.Signature):
             "error_valid": Out(1),
             "error": Out(error_layout(addr_width)),
         })
+
+
+def hold_instruction(m, ctrl, instr, pc):
+    """Drive a :class:`UnitPort` ``ctrl`` from the instruction ``instr`` (at ``pc``) that a
+    unit executing one instruction at a time holds: its pops, and its pc for the request,
+    the completion and a fault."""
+    m.d.comb += [
+        ctrl.pc.eq(pc),
+        ctrl.pop_prev.eq(instr.pop_prev),
+        ctrl.pop_next.eq(instr.pop_next),
+        ctrl.push_pc.eq(pc),
+        ctrl.error.pc.eq(pc),
+    ]
+
+
+def complete_or_fault(m, ctrl, instr, status):
+    """In the cycle a DMA ``status`` payload for ``instr`` is taken: push the instruction's
+    tokens if it succeeded, else report its cause and address as the unit's fault."""
+    with m.If(status.cause == ErrorCause.NONE):
+        m.d.comb += [ctrl.push_prev.eq(instr.push_prev), ctrl.push_next.eq(instr.push_next)]
+    with m.Else():
+        m.d.comb += [ctrl.error_valid.eq(1), ctrl.error.cause.eq(status.cause),
+                     ctrl.error.addr.eq(status.addr)]

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import isa
-from sw.isa import ErrorCause, Opcode
+from sw.isa import Opcode
 
 from .accumulator import acc_read_req_layout, acc_read_resp_layout
 from .burst import dma_cmd_layout, dma_status_layout
@@ -13,7 +13,7 @@ from .decoder import QPARAM_ROWS, instruction_layout
 from .dma import dma_data_layout
 from .load_unit import qparam_write_layout, row_beats
 from .output_pipeline import OutputPipeline, QuantParams
-from .queues import UnitPort, command_layout
+from .queues import UnitPort, command_layout, complete_or_fault, hold_instruction
 
 
 __all__ = ["StoreUnit"]
@@ -91,13 +91,7 @@ class StoreUnit(wiring.Component):
             m.d.comb += [params.bias[j].eq(bias[j]), params.col_multiplier[j].eq(mult[j]),
                          params.col_shift[j].eq(shift[j][:len(params.col_shift[j])])]
 
-        m.d.comb += [
-            self.ctrl.pc.eq(pc),
-            self.ctrl.pop_prev.eq(instr.pop_prev),
-            self.ctrl.pop_next.eq(instr.pop_next),
-            self.ctrl.push_pc.eq(pc),
-            self.ctrl.error.pc.eq(pc),
-        ]
+        hold_instruction(m, self.ctrl, instr, pc)
 
         # ---- row packing: pipeline rows -> bus beats ------------------------------------------
         bus_bits = cfg.dma_data_width
@@ -171,12 +165,6 @@ class StoreUnit(wiring.Component):
             with m.State("STATUS"):
                 m.d.comb += [self.ctrl.executing.eq(1), self.wr_status.ready.eq(1)]
                 with m.If(self.wr_status.valid):
-                    with m.If(self.wr_status.payload.cause == ErrorCause.NONE):
-                        m.d.comb += [self.ctrl.push_prev.eq(instr.push_prev),
-                                     self.ctrl.push_next.eq(instr.push_next)]
-                    with m.Else():
-                        m.d.comb += [self.ctrl.error_valid.eq(1),
-                                     self.ctrl.error.cause.eq(self.wr_status.payload.cause),
-                                     self.ctrl.error.addr.eq(self.wr_status.payload.addr)]
+                    complete_or_fault(m, self.ctrl, instr, self.wr_status.payload)
                     m.next = "IDLE"
         return m
