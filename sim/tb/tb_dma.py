@@ -205,22 +205,14 @@ class DmaTb:
         beats = []
         self._port("rd_status", "ready").value = 1
         while True:
-            ready = self.rng.random() >= self.out_stall
-            self._port("rd_data", "ready").value = ready
-            await ReadOnly()
-            if ready and int(self._port("rd_data", "valid").value):
-                payload = self._port("rd_data", "payload").value.to_unsigned()
-                beat = unpack(self.data_layout, payload)
-                beats.append((beat["data"], beat["row_last"], beat["last"]))
-            status = None
-            if int(self._port("rd_status", "valid").value):
-                status = unpack(self.status_layout,
-                                self._port("rd_status", "payload").value.to_unsigned())
+            beat, status = await self._sample_read()
+            if beat is not None:
+                beats.append(beat)
             await RisingEdge(clk)
             if status is not None:
                 self._port("rd_data", "ready").value = 0
                 self._port("rd_status", "ready").value = 0
-                return beats, (ErrorCause(status["cause"]), status["addr"]), self.cycle - start
+                return beats, status, self.cycle - start
 
     async def read_many(self, cmds):
         """Send read commands back to back while collecting; return [(beats, status)]."""
@@ -229,23 +221,34 @@ class DmaTb:
         results, beats = [], []
         self._port("rd_status", "ready").value = 1
         while len(results) < len(cmds):
-            ready = self.rng.random() >= self.out_stall
-            self._port("rd_data", "ready").value = ready
-            await ReadOnly()
-            if ready and int(self._port("rd_data", "valid").value):
-                payload = self._port("rd_data", "payload").value.to_unsigned()
-                beat = unpack(self.data_layout, payload)
-                beats.append((beat["data"], beat["row_last"], beat["last"]))
-            if int(self._port("rd_status", "valid").value):
-                status = unpack(self.status_layout,
-                                self._port("rd_status", "payload").value.to_unsigned())
-                results.append((beats, (ErrorCause(status["cause"]), status["addr"])))
+            beat, status = await self._sample_read()
+            if beat is not None:
+                beats.append(beat)
+            if status is not None:
+                results.append((beats, status))
                 beats = []
             await RisingEdge(clk)
         self._port("rd_data", "ready").value = 0
         self._port("rd_status", "ready").value = 0
         await sender
         return results
+
+    async def _sample_read(self):
+        """One cycle of the read side (``rd_status.ready`` is held high by the caller):
+        ``rd_data.ready`` at random, then the beat taken as (data, row_last, last) and the
+        status taken as (cause, addr), each None when there is none."""
+        ready = self.rng.random() >= self.out_stall
+        self._port("rd_data", "ready").value = ready
+        await ReadOnly()
+        beat = status = None
+        if ready and int(self._port("rd_data", "valid").value):
+            fields = unpack(self.data_layout, self._port("rd_data", "payload").value.to_unsigned())
+            beat = (fields["data"], fields["row_last"], fields["last"])
+        if int(self._port("rd_status", "valid").value):
+            fields = unpack(self.status_layout,
+                            self._port("rd_status", "payload").value.to_unsigned())
+            status = (ErrorCause(fields["cause"]), fields["addr"])
+        return beat, status
 
     async def _send_all(self, name, cmds):
         for cmd in cmds:
