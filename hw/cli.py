@@ -14,9 +14,6 @@ from .config import DATAFLOWS, Config, ConfigError
 __all__ = ["main", "add_config_arguments", "config_from_args", "emit_verilog"]
 
 TOP_NAME = "tensor_core"
-#: The emitted array: a grid module of generate loops instantiating the cell module R x C times.
-GRID_NAME = f"{TOP_NAME}_mac_grid"
-CELL_NAME = f"{TOP_NAME}_mac_cell"
 
 
 def add_config_arguments(parser):
@@ -60,20 +57,21 @@ def to_verilog_with_grid(component, name, cfg):
     (:func:`hw.mac_grid.grid_verilog`), and the components repeated per column (see
     :mod:`hw.repeat`) are one module each, instantiated where they repeat."""
     from .mac import MacCell
-    from .mac_grid import grid_as_instance, grid_verilog, mac_cell_params
+    from .mac_grid import CELL_KIND, GRID_KIND, grid_verilog, mac_cell_params
     from .repeat import repeated_as_instances
 
-    modules = {CELL_NAME: MacCell(**mac_cell_params(cfg))}
-    with grid_as_instance(GRID_NAME), repeated_as_instances(TOP_NAME) as repeated:
-        text = to_verilog(component, name, modules=modules, more_modules=repeated)
-    return text + grid_verilog(cfg, GRID_NAME, CELL_NAME)
+    cell_name = f"{TOP_NAME}_{CELL_KIND}"
+    with repeated_as_instances(TOP_NAME) as modules:
+        modules[cell_name] = MacCell(**mac_cell_params(cfg))
+        text = to_verilog(component, name, modules)
+    return text + grid_verilog(cfg, f"{TOP_NAME}_{GRID_KIND}", cell_name)
 
 
-def to_verilog(component, name, modules=None, more_modules=None):
+def to_verilog(component, name, modules=None):
     """Verilog of ``component`` (top module ``name``) and of the components in ``modules``
-    and ``more_modules`` (``{module name: component}``, for the ``Instance`` s the design
-    makes of them; ``more_modules`` is read after ``component`` is converted, which may
-    fill it), without initial contents for memories.
+    (``{module name: component}``, for the ``Instance`` s the design makes of them; read
+    after ``component`` is converted, which may fill it), without initial contents for
+    memories.
 
     This is Amaranth's own flow (``back.verilog``) with one difference: the scratchpad,
     accumulator and RAM are SRAMs whose contents the program defines, so their all-zero
@@ -85,8 +83,8 @@ def to_verilog(component, name, modules=None, more_modules=None):
 
     with _without_memory_init(rtlil):
         rtlil_texts = [rtlil.convert(component, name=name, emit_src=False)]
-        for designs in (modules or {}, more_modules or {}):
-            rtlil_texts += [rtlil.convert(c, name=n, emit_src=False) for n, c in designs.items()]
+        rtlil_texts += [rtlil.convert(c, name=n, emit_src=False)
+                        for n, c in (modules or {}).items()]
     # YoWASP tools see only the working directory: the design goes in on stdin.
     script = "\n".join([
         *(f"read_rtlil <<rtlil\n{text}\nrtlil" for text in rtlil_texts),

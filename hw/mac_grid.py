@@ -7,12 +7,10 @@ Two descriptions of the same circuit live here, side by side:
 * :func:`grid_verilog`, the same grid as a Verilog module of ``generate`` loops around one
   emitted :class:`~hw.mac.MacCell` module. Amaranth elaborates and emits every submodule and
   every net on its own, so a flat 256 x 256 grid (millions of nets) takes many minutes;
-  inside :func:`grid_as_instance` the array instantiates this module instead, and the
-  generator's time no longer grows with R x C. The cocotb tests run this form.
+  inside :func:`hw.repeat.repeated_as_instances` the array instantiates this module (named
+  ``{prefix}_mac_grid``) instead, and the generator's time no longer grows with R x C. The
+  cocotb tests run this form.
 """
-
-import contextlib
-import contextvars
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
@@ -20,12 +18,15 @@ from amaranth.lib.wiring import In, Out
 
 from .config import Config
 from .mac import WEIGHT_BUFFERS, MacCell, mac_cell_signature
-from .repeat import instance_of
+from .repeat import instance_of, instance_prefix
 
 
-__all__ = ["MacGrid", "grid_as_instance", "grid_verilog", "mac_cell_params", "place_grid"]
+__all__ = ["MacGrid", "GRID_KIND", "CELL_KIND", "grid_verilog", "mac_cell_params",
+           "place_grid"]
 
-_grid_module = contextvars.ContextVar("mac_grid_module", default=None)
+#: Module names of the emitted grid and cell, after the prefix of repeated_as_instances.
+GRID_KIND = "mac_grid"
+CELL_KIND = "mac_cell"
 
 
 def mac_cell_params(cfg):
@@ -141,31 +142,21 @@ def _delay(m, en, value, cycles, name):
 
 # -- emitted form ---------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def grid_as_instance(module_name):
-    """While active, :func:`place_grid` instantiates the Verilog module ``module_name``
-    (written by the caller with :func:`grid_verilog`) instead of elaborating a
-    :class:`MacGrid`."""
-    token = _grid_module.set(module_name)
-    try:
-        yield
-    finally:
-        _grid_module.reset(token)
-
-
 def place_grid(m, cfg, *, clear):
     """Add the grid of ``cfg`` to ``m`` as submodule ``grid``; returns its ports.
 
-    Outside :func:`grid_as_instance` that is a :class:`MacGrid` (cleared by the caller's
-    ``ResetInserter``); inside, signals wired to an ``Instance`` of the emitted grid module,
-    whose reset is the domain's reset or ``clear`` (``ResetInserter`` does not reach into
+    Normally that is a :class:`MacGrid` (cleared by the caller's ``ResetInserter``); inside
+    :func:`hw.repeat.repeated_as_instances`, signals wired to an ``Instance`` of the grid
+    module ``{prefix}_mac_grid`` (which the caller writes with :func:`grid_verilog`), whose
+    reset is the domain's reset or ``clear`` (``ResetInserter`` does not reach into
     instances).
     """
-    module_name = _grid_module.get()
-    if module_name is None:
+    prefix = instance_prefix()
+    if prefix is None:
         grid = m.submodules.grid = MacGrid(cfg)
         return grid
-    ports, m.submodules.grid = instance_of(grid_signature(cfg), module_name, "grid", reset=clear)
+    ports, m.submodules.grid = instance_of(grid_signature(cfg), f"{prefix}_{GRID_KIND}", "grid",
+                                           reset=clear)
     return ports
 
 

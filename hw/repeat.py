@@ -14,7 +14,7 @@ from amaranth.hdl import ClockSignal, Instance, ResetSignal
 from amaranth.lib.wiring import In
 
 
-__all__ = ["place", "repeated_as_instances", "instance_of"]
+__all__ = ["place", "repeated_as_instances", "instance_of", "instance_prefix"]
 
 _modules = contextvars.ContextVar("repeated_modules", default=None)
 
@@ -33,6 +33,12 @@ def repeated_as_instances(prefix):
         yield modules
     finally:
         _modules.reset(token)
+
+
+def instance_prefix():
+    """The ``prefix`` of the active :func:`repeated_as_instances`, or None outside it."""
+    active = _modules.get()
+    return None if active is None else active[0]
 
 
 def place(m, name, kind, build):
