@@ -164,20 +164,15 @@ class OutputPipeline(wiring.Component):
         """Lane ``lane``, fed the column of the current slice; returns its result."""
         cfg = self._cfg
         p = self.params
-        columns = range(lane, cfg.cols, cfg.output_lanes)
-
-        def select(name, per_col):
-            with m.Switch(col):
-                for n, column in enumerate(columns):
-                    with m.Case(n):
-                        m.d.comb += getattr(unit, name).eq(per_col[column])
-
         unit = place(m, f"lane_{lane}", "output_lane", lambda: OutputLane(cfg))
         m.d.comb += [unit.advance.eq(advance), unit.acc.eq(acc)]
         m.d.comb += [unit.params[name].eq(p[name]) for name in _SCALAR_PARAMS]
-        select("bias", p.bias)
-        select("col_multiplier", p.col_multiplier)
-        select("col_shift", p.col_shift)
+        with m.Switch(col):
+            for n, column in enumerate(range(lane, cfg.cols, cfg.output_lanes)):
+                with m.Case(n):
+                    m.d.comb += [unit.bias.eq(p.bias[column]),
+                                 unit.col_multiplier.eq(p.col_multiplier[column]),
+                                 unit.col_shift.eq(p.col_shift[column])]
         return unit.result
 
 
