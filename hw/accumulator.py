@@ -61,10 +61,13 @@ class Accumulator(wiring.Component):
       A write is in the memory 2 cycles after it is accepted; read-modify-writes forward the
       row being written, so back-to-back accumulates (to one row or not) are exact.
       A read response is valid the cycle after its request is accepted. A read sees every
-      write accepted in an earlier cycle (the store port is transparent to the write port).
+      write accepted in an earlier cycle (the read ports are transparent to the write port).
 
     Throughput
-      One write and one read per cycle, concurrently.
+      ``cfg.acc_read_ports == 2``: one write and one read per cycle, concurrently.
+      ``cfg.acc_read_ports == 1``: the read requests share the read-modify-write port, so a
+      read is accepted only in a cycle without a write (writes never wait), and at most every
+      other cycle; the rows then need one copy of block RAM instead of two.
     """
 
     def __init__(self, cfg):
@@ -86,10 +89,21 @@ class Accumulator(wiring.Component):
         # Transparency forwards the row written in the same cycle: that is the row the
         # previous beat is producing, so accumulates to one row on consecutive cycles chain.
         rmw = mem.read_port(transparent_for=(wr,))
-        rd = mem.read_port(transparent_for=(wr,))
-
+        read_accept = Signal()
+        mem_valid = Signal()    # the read port's output register holds a requested row
+        if cfg.acc_read_ports == 2:
+            rd = mem.read_port(transparent_for=(wr,))
+            self._read_path(m, rd, read_accept, mem_valid, read_allowed=1)
+            m.d.comb += [rd.addr.eq(self.read_req.payload.addr), rd.en.eq(read_accept)]
+        else:
+            # A write may take the port while a read response waits in the skid, so a read
+            # waits until the previous row has left the port's output register.
+            self._read_path(m, rmw, read_accept, mem_valid, read_allowed=~self.write.valid & ~mem_valid)
         self._write_path(m, wr, rmw)
-        self._read_path(m, rd)
+        if cfg.acc_read_ports == 1:
+            # A read borrows the port in a cycle without a write.
+            with m.If(read_accept):
+                m.d.comb += [rmw.addr.eq(self.read_req.payload.addr), rmw.en.eq(1)]
         return m
 
     def _write_path(self, m, wr, rmw):
@@ -116,19 +130,18 @@ class Accumulator(wiring.Component):
             with m.Else():
                 m.d.comb += wr.data[col].eq(s1.data[col])
 
-    def _read_path(self, m, rd):
+    def _read_path(self, m, rd, accept, mem_valid, read_allowed):
+        """The response side of read port ``rd``; ``accept`` is driven here, ``rd``'s address
+        and enable by the caller."""
         cfg = self._cfg
         # The memory output register is stage one; a skid register catches its row when
-        # read_resp stalls, so read_req.ready is a register, not a path from read_resp.ready.
-        mem_valid = Signal()
+        # read_resp stalls, so read_req.ready is a register, not a path from read_resp.ready
+        # (with a shared port it also depends on write.valid).
         skid_valid = Signal()
         skid = Signal(acc_row_layout(cfg))
-        accept = Signal()
         m.d.comb += [
-            self.read_req.ready.eq(~skid_valid),
-            accept.eq(self.read_req.valid & ~skid_valid),
-            rd.addr.eq(self.read_req.payload.addr),
-            rd.en.eq(accept),
+            self.read_req.ready.eq(~skid_valid & read_allowed),
+            accept.eq(self.read_req.valid & self.read_req.ready),
             self.read_resp.valid.eq(skid_valid | mem_valid),
         ]
         with m.If(skid_valid):

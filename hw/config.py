@@ -45,6 +45,9 @@ class Config:
       scratchpad_banks  single-port banks the scratchpad is split into (by high address bits).
       accumulator_kib   accumulator capacity; rows of ``cols`` accumulators (4 bytes each).
       output_lanes      accumulator columns requantised per cycle by the output pipeline.
+      acc_read_ports    2: the store path has its own accumulator read port; 1: it reads
+                        through the read-modify-write port between writes (one block-RAM
+                        copy of the rows instead of two).
 
     Bus
       dma_data_width    AXI4 master data width in bits (32, 64 or 128).
@@ -72,6 +75,8 @@ class Config:
     scratchpad_banks: int = _knob(4, "single-port scratchpad banks (power of two)")
     accumulator_kib: int = _knob(64, "accumulator capacity in KiB (rows of cols int32)")
     output_lanes: int = _knob(0, "columns requantised per cycle (0 = cols)")
+    acc_read_ports: int = _knob(2, "accumulator read ports: 2, or 1 (the store path reads"
+                                   " between writes; half the block RAM)")
     dma_data_width: int = _knob(128, "AXI4 master data width in bits: 32, 64 or 128")
     addr_width: int = _knob(32, "AXI address width in bits")
     id_width: int = _knob(4, "AXI ID width in bits")
@@ -131,6 +136,7 @@ class Config:
         self._check("output_lanes", isinstance(self.output_lanes, int)
                     and 1 <= self.output_lanes <= self.cols
                     and self.cols % self.output_lanes == 0, "must divide cols")
+        self._check("acc_read_ports", self.acc_read_ports in (1, 2), "must be 1 or 2")
         self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")
         self._check("addr_width", isinstance(self.addr_width, int)
                     and 16 <= self.addr_width <= 32, "must be from 16 to 32")

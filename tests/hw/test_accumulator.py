@@ -111,13 +111,15 @@ def run_rounds(cfg, seed, rounds=6):
         assert g == e, f"read {n}: {g} != {e}"
 
 
+@pytest.mark.parametrize("acc_read_ports", [2, 1])
 @pytest.mark.parametrize("acc_width", [32, 20])
-def test_random_writes_and_reads_match_a_dict_model(acc_width):
-    run_rounds(small_config(acc_width=acc_width), _seed())
+def test_random_writes_and_reads_match_a_dict_model(acc_width, acc_read_ports):
+    run_rounds(small_config(acc_width=acc_width, acc_read_ports=acc_read_ports), _seed())
 
 
-def test_back_to_back_accumulates_to_one_row_then_read_next_cycle():
-    cfg = small_config()
+@pytest.mark.parametrize("acc_read_ports", [2, 1])
+def test_back_to_back_accumulates_to_one_row_then_read_next_cycle(acc_read_ports):
+    cfg = small_config(acc_read_ports=acc_read_ports)
     dut = Accumulator(cfg)
     base = [golden.INT32_MAX, golden.INT32_MIN, 5, -7]
     adds = [[1, -1, 3, 7], [2, -2, -10, 0], [golden.INT32_MAX, 1, 1, 1]]
@@ -152,6 +154,35 @@ def test_back_to_back_accumulates_to_one_row_then_read_next_cycle():
     # INT32_MAX + 1 + 2 + INT32_MAX = 2**32 + 1 wraps to 1; INT32_MIN - 1 - 2 + 1 to INT32_MAX - 1.
     assert want == [1, golden.INT32_MAX - 1, -1, 1]
     assert results == [want]
+
+
+def test_a_shared_port_reads_only_between_writes():
+    """With one read port a write wins the port: the read waits, then returns the row as
+    written, while writes keep going one per cycle."""
+    cfg = small_config(acc_read_ports=1)
+    dut = Accumulator(cfg)
+    row = [7, -8, golden.INT32_MAX, golden.INT32_MIN]
+
+    async def bench(ctx):
+        ctx.set(dut.read_resp.ready, 1)
+        ctx.set(dut.write.valid, 1)
+        ctx.set(dut.write.payload, {"addr": 5, "data": row, "accumulate": 0})
+        ctx.set(dut.read_req.valid, 1)
+        ctx.set(dut.read_req.payload.addr, 5)
+        for _ in range(3):
+            assert ctx.get(dut.write.ready) and not ctx.get(dut.read_req.ready)
+            await ctx.tick()
+        ctx.set(dut.write.valid, 0)
+        assert ctx.get(dut.read_req.ready)
+        await ctx.tick()
+        ctx.set(dut.read_req.valid, 0)
+        assert ctx.get(dut.read_resp.valid)
+        assert [ctx.get(dut.read_resp.payload.data[j]) for j in range(cfg.cols)] == row
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
 
 
 def test_address_width():
