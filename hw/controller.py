@@ -1,16 +1,16 @@
 """The controller: dispatch in program order, dependency tokens, done / error / abort."""
 
 from amaranth.hdl import Module, Mux, ResetInserter, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import isa
 from sw.isa import ErrorCause, Opcode, Queue
 
 from .config import Config
-from .decoder import Decoder
+from .decoder import Decoder, legal_bits
 from .fetch import fetched_layout
-from .queues import PC_WIDTH, UnitPort, command_layout
+from .queues import PC_WIDTH, CommandPacking, UnitPort, command_layout
 
 
 __all__ = ["Controller", "QUEUE_DEPTH", "DEADLOCK_CYCLES"]
@@ -20,7 +20,8 @@ __all__ = ["Controller", "QUEUE_DEPTH", "DEADLOCK_CYCLES"]
 QUEUE_DEPTH = Config().queue_depth
 DEADLOCK_CYCLES = 8    # how long "nothing can move" must last to be a deadlock
 TOKEN_WIDTH = 8
-_UNITS = ("load", "exec", "store")
+_QUEUE_IDS = {"load": Queue.LOAD, "exec": Queue.EXEC, "store": Queue.STORE}
+_UNITS = tuple(_QUEUE_IDS)
 
 
 class Controller(wiring.Component):
@@ -37,7 +38,8 @@ class Controller(wiring.Component):
     instruction. ``abort`` stops it with ABORTED.
 
     Each unit queue holds ``cfg.queue_depth`` instructions; dispatch waits while the target
-    queue is full.
+    queue is full. A queue stores only the word bits a legal instruction of its unit can have
+    set (:func:`~hw.decoder.legal_bits`): the decoder guarantees the others.
 
     Stopping (done or error): nothing more is dispatched or granted; the units finish the
     instruction they execute (so every bus transfer completes), then ``soft_reset`` pulses for
@@ -45,7 +47,9 @@ class Controller(wiring.Component):
 
     Ports
       start, abort, prog_base, prog_count   from the registers.
-      fetch_start, fetch_flush, fetch_busy, words   to/from the :class:`~hw.fetch.Fetcher`.
+      fetch_start, fetch_flush, fetch_busy, words   to/from the :class:`~hw.fetch.Fetcher`;
+                     ``words`` come in program order from pc 0 after ``fetch_start`` (their
+                     ``pc`` field is not read: the dispatcher's own pc equals it).
       load_cmd, exec_cmd, store_cmd   Out(stream{word, pc}) the unit queues.
       load, exec, store   In(UnitPort) the units.
       busy, done, error, err_cause, err_pc, err_addr, pc   status (done/error sticky until start).
@@ -90,12 +94,16 @@ class Controller(wiring.Component):
         units = {"load": self.load, "exec": self.exec, "store": self.store}
         cmds = {"load": self.load_cmd, "exec": self.exec_cmd, "store": self.store_cmd}
 
+        head = self.words.payload
         queues = {}
-        for name in _UNITS:
-            queues[name] = q = fifo.SyncFIFO(width=command_layout().size, depth=cfg.queue_depth)
+        for name, queue_id in _QUEUE_IDS.items():
+            # Only the bits a legal instruction of the queue can have set are stored.
+            packing = CommandPacking(*legal_bits(cfg, queue_id))
+            queues[name] = q = fifo.SyncFIFO(width=packing.width, depth=cfg.queue_depth)
             m.submodules[f"{name}_queue"] = ResetInserter(self.soft_reset)(q)
-            m.d.comb += [cmds[name].payload.eq(q.r_data), cmds[name].valid.eq(q.r_rdy),
-                         q.r_en.eq(cmds[name].ready)]
+            m.d.comb += [q.w_data.eq(packing.pack(head)),
+                         cmds[name].payload.eq(packing.unpack(q.r_data)),
+                         cmds[name].valid.eq(q.r_rdy), q.r_en.eq(cmds[name].ready)]
 
         running = Signal()
         stopping = Signal()
@@ -104,7 +112,6 @@ class Controller(wiring.Component):
         # ---- first error wins --------------------------------------------------------------
         raise_error = Signal()
         cause = Signal(ErrorCause)
-        err_pc = Signal(PC_WIDTH)
         err_addr = Signal(cfg.addr_width)
 
         # ---- tokens --------------------------------------------------------------------------
@@ -143,7 +150,6 @@ class Controller(wiring.Component):
 
         # ---- dispatch --------------------------------------------------------------------------
         m.submodules.decoder = decoder = Decoder(cfg)
-        head = self.words.payload
         m.d.comb += decoder.word.eq(head.word)
         pc = Signal(PC_WIDTH)
         count = Signal(PC_WIDTH)
@@ -160,8 +166,7 @@ class Controller(wiring.Component):
         dispatching = running & ~stopping
         target_ready = Signal()
         with m.Switch(decoder.queue):
-            for name, queue_id in (("load", Queue.LOAD), ("exec", Queue.EXEC),
-                                   ("store", Queue.STORE)):
+            for name, queue_id in _QUEUE_IDS.items():
                 with m.Case(queue_id):
                     m.d.comb += target_ready.eq(queues[name].w_rdy)
             with m.Case(Queue.CONTROL):
@@ -170,19 +175,15 @@ class Controller(wiring.Component):
                        | (decoder.is_ws_matmul & ~preload_pending))
         halted = Signal()
         dispatch_blocked = Signal()
-        # A fetched entry starts with the {word, pc} of a command.
-        m.d.comb += [queue.w_data.eq(head.as_value()[:command_layout().size])
-                     for queue in queues.values()]
+        # A dispatcher error is at ``pc``: the fetcher delivers words in program order from
+        # the same start, so the head's pc always equals it.
         with m.If(dispatching & (pc == count)):
-            m.d.comb += [raise_error.eq(1), cause.eq(ErrorCause.ILLEGAL_INSTRUCTION),
-                         err_pc.eq(pc)]
+            m.d.comb += [raise_error.eq(1), cause.eq(ErrorCause.ILLEGAL_INSTRUCTION)]
         with m.Elif(dispatching & self.words.valid):
             with m.If(head.fault):
-                m.d.comb += [raise_error.eq(1), cause.eq(head.cause), err_pc.eq(head.pc),
-                             err_addr.eq(head.addr)]
+                m.d.comb += [raise_error.eq(1), cause.eq(head.cause), err_addr.eq(head.addr)]
             with m.Elif(decoder.illegal | pairing_bad):
-                m.d.comb += [raise_error.eq(1), cause.eq(ErrorCause.ILLEGAL_INSTRUCTION),
-                             err_pc.eq(head.pc)]
+                m.d.comb += [raise_error.eq(1), cause.eq(ErrorCause.ILLEGAL_INSTRUCTION)]
             with m.Elif(target_ready):
                 m.d.comb += self.words.ready.eq(1)
                 m.d.sync += pc.eq(pc + 1)
@@ -260,7 +261,7 @@ class Controller(wiring.Component):
                              self.err_pc.eq(oldest), self.err_addr.eq(0)]
             with m.Elif(raise_error):
                 m.d.comb += first.eq(1)
-                m.d.sync += [self.err_cause.eq(cause), self.err_pc.eq(err_pc),
+                m.d.sync += [self.err_cause.eq(cause), self.err_pc.eq(pc),
                              self.err_addr.eq(err_addr)]
         failed = self.failed
         # An error in the cycle HALT is dispatched still makes the program fail.

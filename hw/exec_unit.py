@@ -4,11 +4,11 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sw.isa import Dataflow, Opcode
+from sw.isa import Dataflow, Opcode, Queue
 
 from .accumulator import acc_addr_width, acc_write_layout
-from .decoder import instruction_layout
-from .queues import PC_WIDTH, UnitPort, command_layout
+from .decoder import instruction_layout, legal_bits
+from .queues import PC_WIDTH, CommandPacking, UnitPort, command_layout
 from .scratchpad import sp_addr_width, sp_read_req_layout, sp_read_resp_layout
 
 
@@ -19,6 +19,12 @@ SP_READ_PORTS = 3
 
 # Instructions issued but not yet retired (their token pushes are released in order).
 _RETIRE_DEPTH = 4
+
+
+def _rows_shape(cfg):
+    """A MATMUL's row count: ``count`` (at most the scratchpad depth, the decoder checks
+    ``a_addr + count``) or ``R`` for an OS group."""
+    return range(max(cfg.sp_rows, cfg.rows) + 1)
 
 
 def _array_out_layout(cfg):
@@ -82,7 +88,7 @@ class ExecUnit(wiring.Component):
 
         # Writeback groups, in the order the streamer starts them.
         group_layout = data.StructLayout({
-            "acc_addr": acc_addr_width(cfg), "accumulate": 1, "rows": 16})
+            "acc_addr": acc_addr_width(cfg), "accumulate": 1, "rows": _rows_shape(cfg)})
         m.submodules.groups = groups = fifo.SyncFIFO(
             width=group_layout.size, depth=_RETIRE_DEPTH)
         # Issued instructions awaiting retirement: token pushes in program order.
@@ -97,7 +103,10 @@ class ExecUnit(wiring.Component):
         matmul_done = Signal()
 
         # ---- issue: the head instruction takes its tokens and goes to its engine ---------
-        instr = Signal(command_layout())
+        # The held instruction keeps only the bits a legal PRELOAD / MATMUL can have set.
+        packing = CommandPacking(*legal_bits(cfg, Queue.EXEC))
+        held = Signal(packing.width)
+        instr = data.View(command_layout(), packing.unpack(held))
         have = Signal()
         word = instr.word
         pre = data.View(instruction_layout("PRELOAD"), word)
@@ -114,7 +123,7 @@ class ExecUnit(wiring.Component):
             self.stalled.eq(have & engine_free & ~self.ctrl.grant),
         ]
         with m.If(self.cmd.valid & ~have):
-            m.d.sync += [instr.eq(self.cmd.payload), have.eq(1)]
+            m.d.sync += [held.eq(packing.pack(self.cmd.payload)), have.eq(1)]
         start = Signal()
         m.d.comb += start.eq(have & engine_free & self.ctrl.grant)
         entry = Signal(retire_layout)
@@ -186,11 +195,11 @@ class ExecUnit(wiring.Component):
         req_b, resp_b = self.sp_req[SP_PORT_B], self.sp_resp[SP_PORT_B]
         a_addr = Signal(sp_addr_width(cfg))
         b_addr = Signal(sp_addr_width(cfg))
-        count = Signal(16)
+        count = Signal(_rows_shape(cfg))
         os_mode = Signal()
-        req_a_n = Signal(16)
-        req_b_n = Signal(16)
-        sent = Signal(16)
+        req_a_n = Signal.like(count)
+        req_b_n = Signal.like(count)
+        sent = Signal.like(count)
         with m.If(start):
             m.d.sync += [busy.eq(1), a_addr.eq(mm.a_addr), b_addr.eq(mm.b_addr),
                          count.eq(mm.count), os_mode.eq(mm.dataflow == Dataflow.OS),
@@ -242,7 +251,7 @@ class ExecUnit(wiring.Component):
     def _writeback(self, m, groups, group_layout, done):
         cfg = self.cfg
         group = data.View(group_layout, groups.r_data)
-        row = Signal(16)
+        row = Signal(_rows_shape(cfg))
         out = self.array_out
         m.d.comb += [
             self.acc_write.valid.eq(out.valid & groups.r_rdy),

@@ -1,17 +1,17 @@
 """The load unit: LOAD instructions, DRAM -> scratchpad / accumulator / qparam rows."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
-from sw.isa import LoadDst
+from sw.isa import LoadDst, Queue
 
 from .accumulator import acc_write_layout
 from .burst import dma_cmd_layout, dma_status_layout
-from .decoder import QPARAM_ROWS, instruction_layout
+from .decoder import QPARAM_ROWS, field_limits, instruction_layout, legal_bits
 from .dma import dma_data_layout
-from .queues import UnitPort, command_layout, complete_or_fault, hold_instruction
+from .queues import (CommandPacking, UnitPort, command_layout, complete_or_fault,
+                     hold_instruction)
 from .scratchpad import sp_write_layout
 
 
@@ -65,9 +65,13 @@ class LoadUnit(wiring.Component):
         bus_bits = cfg.dma_data_width
         max_beats = row_beats(self._max_row_bytes, cfg.bus_bytes)
 
-        instr = Signal(instruction_layout("LOAD"))
-        pc = Signal.like(self.ctrl.pc)
-        local_addr = Signal.like(instr.local_addr)
+        # The held instruction keeps only the bits a legal LOAD can have set.
+        packing = CommandPacking(*legal_bits(cfg, Queue.LOAD))
+        held = Signal(packing.width)
+        command = data.View(command_layout(), packing.unpack(held))
+        instr = data.View(instruction_layout("LOAD"), command.word)
+        pc = command.pc
+        local_addr = Signal(range(field_limits(cfg, "LOAD")["rows"] + 1))
         beat = Signal(range(max_beats + 1))
         slots = Array(Signal(bus_bits, name=f"slot{i}") for i in range(max_beats))
         esize_shift = Mux(instr.dst == LoadDst.SP, 0, 2)
@@ -99,7 +103,7 @@ class LoadUnit(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [instr.eq(self.cmd.payload.word), pc.eq(self.cmd.payload.pc)]
+                    m.d.sync += held.eq(packing.pack(self.cmd.payload))
                     m.next = "TOKENS"
             with m.State("TOKENS"):
                 m.d.comb += self.ctrl.request.eq(1)

@@ -1,6 +1,6 @@
 """What the controller and the three execution units (load, exec, store) exchange."""
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import Cat, Const, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,8 +8,8 @@ from sw import isa
 from sw.isa import ErrorCause
 
 
-__all__ = ["PC_WIDTH", "command_layout", "error_layout", "UnitPort", "hold_instruction",
-           "complete_or_fault"]
+__all__ = ["PC_WIDTH", "command_layout", "CommandPacking", "error_layout", "UnitPort",
+           "hold_instruction", "complete_or_fault"]
 
 PC_WIDTH = 32
 
@@ -17,6 +17,30 @@ PC_WIDTH = 32
 def command_layout():
     """One dispatched instruction: the word and its index in the program."""
     return data.StructLayout({"word": unsigned(isa.INSTR_BITS), "pc": unsigned(PC_WIDTH)})
+
+
+class CommandPacking:
+    """A command held in fewer bits: the word bits outside ``mask`` are 0 and those in
+    ``ones`` are 1 in every command of a queue (:func:`hw.decoder.legal_bits`), so only the
+    others and the pc are stored.
+
+    ``width`` bits; :meth:`pack` a :func:`command_layout` value, :meth:`unpack` it back.
+    """
+
+    def __init__(self, mask, ones):
+        self._stored = [bit for bit in range(isa.INSTR_BITS) if (mask & ~ones) >> bit & 1]
+        self._ones = ones
+        self.width = len(self._stored) + PC_WIDTH
+
+    def pack(self, command):
+        return Cat(*(command.word[bit] for bit in self._stored), command.pc)
+
+    def unpack(self, packed):
+        """The :func:`command_layout` value of ``packed``."""
+        bits = [Const(self._ones >> bit & 1, 1) for bit in range(isa.INSTR_BITS)]
+        for index, bit in enumerate(self._stored):
+            bits[bit] = packed[index]
+        return Cat(*bits, packed[len(self._stored):])
 
 
 def error_layout(addr_width):

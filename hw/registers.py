@@ -1,6 +1,6 @@
 """The control/status register block: an AXI4-Lite slave generated from :mod:`hw.regmap`."""
 
-from amaranth import Cat, Const, Module, Signal, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -168,11 +168,8 @@ class Registers(wiring.Component):
                     with m.Case(reg.offset >> word_lsb):
                         written = (w_data & strobe & reg.mask)[:reg.width]
                         if reg.access == "rw":
-                            keep = (~strobe | ~Const(reg.mask, regmap.REG_BITS))[:reg.width]
-                            m.d.sync += [
-                                stored[reg.name].eq((stored[reg.name] & keep) | written),
-                                b_resp.eq(AxiResp.OKAY),
-                            ]
+                            self._write_lanes(m, reg, stored[reg.name], w_data, w_strb)
+                            m.d.sync += b_resp.eq(AxiResp.OKAY)
                         elif reg.access == "w1c":
                             m.d.comb += clear[reg.name].eq(written)
                             m.d.sync += b_resp.eq(AxiResp.OKAY)
@@ -186,6 +183,16 @@ class Registers(wiring.Component):
         for name, bits in clear.items():
             # A hardware event in the cycle software clears its bit must not be lost.
             m.d.sync += stored[name].eq((stored[name] & ~bits) | self.set_port(name).as_value())
+
+    @staticmethod
+    def _write_lanes(m, reg, value, w_data, w_strb):
+        """``value``'s field bits take ``w_data`` in the byte lanes ``w_strb`` enables: each
+        lane is a flip-flop enable, so the written bits need no mux."""
+        lane_bits = len(w_data) // len(w_strb)
+        for bit in range(reg.width):
+            if reg.mask >> bit & 1:
+                with m.If(w_strb[bit // lane_bits]):
+                    m.d.sync += value[bit].eq(w_data[bit])
 
     def _read_path(self, m, stored):
         bus = self.s_axil
@@ -201,15 +208,24 @@ class Registers(wiring.Component):
         ]
         with m.If(r_valid & bus.rready):
             m.d.sync += r_valid.eq(0)
+        # The read data is one mux indexed by the low word-address bits rather than an
+        # address comparison per register: the map is dense, so this is smaller.
+        index = bus.araddr[word_lsb:]
+        slots = max(1, (max(reg.offset for reg in self._registers) >> word_lsb) + 1)
+        index_bits = max(1, (slots - 1).bit_length())
+        values = [Const(0, regmap.REG_BITS)] * (1 << index_bits)
+        mapped = 0
+        for reg in self._registers:
+            values[reg.offset >> word_lsb] = self._read_value(reg, stored)
+            mapped |= 1 << (reg.offset >> word_lsb)
+        in_window = index[index_bits:] == 0 if len(index) > index_bits else 1
+        is_mapped = Const(mapped, len(values))
+        hit = Signal()
+        m.d.comb += hit.eq(in_window & is_mapped.bit_select(index[:index_bits], 1))
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += r_valid.eq(1)
-            with m.Switch(bus.araddr[word_lsb:]):
-                for reg in self._registers:
-                    with m.Case(reg.offset >> word_lsb):
-                        m.d.sync += [r_data.eq(self._read_value(reg, stored)),
-                                     r_resp.eq(AxiResp.OKAY)]
-                with m.Default():
-                    m.d.sync += [r_data.eq(0), r_resp.eq(AxiResp.SLVERR)]
+            m.d.sync += [r_valid.eq(1),
+                         r_data.eq(Mux(hit, Array(values)[index[:index_bits]], 0)),
+                         r_resp.eq(Mux(hit, AxiResp.OKAY, AxiResp.SLVERR))]
 
     def _read_value(self, reg, stored):
         if reg.access == "const":
