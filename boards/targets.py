@@ -69,7 +69,11 @@ class Target:
     (:mod:`boards.clocks`); otherwise the design runs at ``clk_hz``. ``array_dsps`` (when
     set) is how many of the array's multipliers yosys may put in DSP blocks, the first
     cells in row-major order; the others are built from LUTs (for a part with fewer DSPs
-    than multipliers, which nextpnr could not place)."""
+    than multipliers, which nextpnr could not place). A Config with
+    ``mac_dsp="ice40_dual"`` instead puts every multiplier in a DSP, two per block, and
+    leaves ``array_dsps`` unset; its ``synth_opts`` must not ask for ``-dsp``: yosys's
+    ``ice40_dsp`` pass (run by ``synth_ice40 -dsp``) takes every SB_MAC16 for a 16x16
+    multiplier and rewrites it, 8x8 mode and adder inputs included."""
     name: str
     platform: type
     clk_hz: float
@@ -89,6 +93,12 @@ class Target:
         if self.array_dsps is not None and not 0 <= self.array_dsps <= cells:
             raise ValueError(f"Target {self.name}: array_dsps={self.array_dsps!r} must be from"
                              f" 0 to rows*cols={cells}")
+        if self.array_dsps is not None and self.cfg.mac_dsp != "generic":
+            raise ValueError(f"Target {self.name}: array_dsps={self.array_dsps!r} applies to"
+                             f" inferred multipliers only, not to mac_dsp={self.cfg.mac_dsp!r}")
+        if self.cfg.mac_dsp == "ice40_dual" and "-dsp" in self.synth_opts.split():
+            raise ValueError(f"Target {self.name}: synth_opts={self.synth_opts!r} with"
+                             " mac_dsp='ice40_dual': yosys's -dsp would rewrite its SB_MAC16s")
 
     @property
     def sync_hz(self):
@@ -118,11 +128,14 @@ class Target:
 # scratchpad / accumulator leaves the EBRs to them and the logic to fit. One-deep unit
 # queues and one-instruction fetches keep the instruction words (128 bits each) out of the
 # flip-flops: the UP5K has no distributed RAM, so every buffered word costs 160 FFs.
-# Its 8 DSPs: 4 for the output lane's 32x32 product, 4 for array row 0 (array_dsps).
+# Its 8 DSPs hold the 16 array multipliers, two per SB_MAC16 in its dual 8x8 mode, with the
+# low 16 bits of each add (mac_dsp="ice40_dual", hw/ice40_mac.py); so no -dsp for yosys.
 ICEBREAKER_CFG = Config(
-    rows=4, cols=4, dataflow="ws", scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
-    output_lanes=1, dma_data_width=32, addr_width=17, id_width=1, max_burst_beats=16,
-    max_outstanding=1, dram_base=0, dram_size=128 * KIB, queue_depth=1, fetch_chunk=1)
+    rows=4, cols=4, dataflow="ws", mac_dsp="ice40_dual",
+    scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
+    output_lanes=1, output_lane="serial", dma_data_width=32, addr_width=17, id_width=1,
+    max_burst_beats=16, max_outstanding=1, dram_base=0, dram_size=128 * KIB, queue_depth=1,
+    fetch_chunk=1)
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
 ECP5_85F_CFG = Config(
@@ -132,9 +145,8 @@ ECP5_85F_CFG = Config(
 
 BOARDS = {
     "icebreaker": Target("icebreaker", ICEBreakerPlatform, 12e6, ICEBREAKER_CFG,
-                         synth_opts="-dsp -spram", programmer="iceprog",
-                         programmer_env="ICEPROG", ram_init=False, core_hz=24e6,
-                         array_dsps=4),
+                         synth_opts="-spram", programmer="iceprog",
+                         programmer_env="ICEPROG", ram_init=False, core_hz=24e6),
     "ulx3s": Target("ulx3s", ULX3SBuildPlatform, 25e6, ECP5_85F_CFG, synth_opts="",
                     programmer="openFPGALoader", programmer_env="OPENFPGALOADER"),
     "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 
-__all__ = ["Config", "ConfigError", "DATAFLOWS"]
+__all__ = ["Config", "ConfigError", "DATAFLOWS", "MAC_DSPS", "OUTPUT_LANES"]
 
 
 DATAFLOWS = ("ws", "os", "both")
+OUTPUT_LANES = ("pipelined", "serial")
+MAC_DSPS = ("generic", "ice40_dual")
 
 
 class ConfigError(ValueError):
@@ -39,12 +41,19 @@ class Config:
       acc_width         bits of an accumulator (signed, wrapping two's complement).
       output_width      bits of a requantised output (signed, saturating).
       dataflow          "ws" (weight-stationary), "os" (output-stationary) or "both".
+      mac_dsp           how the array's multipliers are built: "generic" (``a * b``, mapped by
+                        the synthesis tool) or "ice40_dual" (iCE40 builds: two per SB_MAC16
+                        in its dual 8x8 mode, see hw/ice40_mac.py; elsewhere generic).
 
     Memories
       scratchpad_kib    scratchpad capacity; rows of ``sp_row_elems`` bytes.
       scratchpad_banks  single-port banks the scratchpad is split into (by high address bits).
       accumulator_kib   accumulator capacity; rows of ``cols`` accumulators (4 bytes each).
       output_lanes      accumulator columns requantised per cycle by the output pipeline.
+      output_lane       "pipelined" (DSP multipliers, ``C/output_lanes`` cycles per row,
+                        quantisation parameters in flip-flops) or "serial" (small FPGAs: a
+                        shift-add lane, ``35 + shift`` cycles per int8 value, no DSP, the
+                        quantisation parameters in block RAM; needs ``output_lanes=1``).
       acc_read_ports    2: the store path has its own accumulator read port; 1: it reads
                         through the read-modify-write port between writes (one block-RAM
                         copy of the rows instead of two).
@@ -71,10 +80,14 @@ class Config:
     acc_width: int = _knob(32, "accumulator width in bits (wrapping, up to 32)")
     output_width: int = _knob(8, "requantised output width in bits (saturating, 2..8)")
     dataflow: str = _knob("both", "dataflows built: ws, os or both (chosen per MATMUL)")
+    mac_dsp: str = _knob("generic", "array multipliers: generic, or ice40_dual (iCE40 builds:"
+                                    " two per SB_MAC16, dual 8x8 mode)")
     scratchpad_kib: int = _knob(256, "scratchpad capacity in KiB")
     scratchpad_banks: int = _knob(4, "single-port scratchpad banks (power of two)")
     accumulator_kib: int = _knob(64, "accumulator capacity in KiB (rows of cols int32)")
     output_lanes: int = _knob(0, "columns requantised per cycle (0 = cols)")
+    output_lane: str = _knob("pipelined", "requantisation lane: pipelined, or serial (no DSP,"
+                                          " 35+shift cycles per value, qparams in block RAM)")
     acc_read_ports: int = _knob(2, "accumulator read ports: 2, or 1 (the store path reads"
                                    " between writes; half the block RAM)")
     dma_data_width: int = _knob(128, "AXI4 master data width in bits: 32, 64 or 128")
@@ -117,6 +130,7 @@ class Config:
                     f"must be from input_width+weight_width ({self.input_width + self.weight_width})"
                     " to 32 bits")
         self._check("dataflow", self.dataflow in DATAFLOWS, f"must be one of {DATAFLOWS}")
+        self._check("mac_dsp", self.mac_dsp in MAC_DSPS, f"must be one of {MAC_DSPS}")
         self._check("scratchpad_banks", isinstance(self.scratchpad_banks, int)
                     and _is_pow2(self.scratchpad_banks) and self.scratchpad_banks <= 64,
                     "must be a power of two from 1 to 64")
@@ -136,6 +150,10 @@ class Config:
         self._check("output_lanes", isinstance(self.output_lanes, int)
                     and 1 <= self.output_lanes <= self.cols
                     and self.cols % self.output_lanes == 0, "must divide cols")
+        self._check("output_lane", self.output_lane in OUTPUT_LANES,
+                    f"must be one of {OUTPUT_LANES}")
+        self._check("output_lane", self.output_lane != "serial" or self.output_lanes == 1,
+                    "serial requantises one column at a time: it needs output_lanes=1")
         self._check("acc_read_ports", self.acc_read_ports in (1, 2), "must be 1 or 2")
         self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")
         self._check("addr_width", isinstance(self.addr_width, int)

@@ -11,7 +11,8 @@ __all__ = ["MacCell", "WEIGHT_BUFFERS", "mac_cell_signature"]
 WEIGHT_BUFFERS = 2
 
 
-def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True):
+def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True,
+                       external_mac=False):
     """The ports of a :class:`MacCell` with these parameters (validated)."""
     for name, value in (("input_width", input_width), ("weight_width", weight_width),
                         ("acc_width", acc_width)):
@@ -43,6 +44,10 @@ def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True
         members["drain"] = In(1)
     if ws and os:
         members["os_mode"] = In(1)
+    if external_mac:
+        members["mac_in"] = Out(data.StructLayout({
+            "a": signed(input_width), "b": signed(weight_width), "c": signed(acc_width)}))
+        members["mac_out"] = In(signed(acc_width))
     return wiring.Signature(members)
 
 
@@ -56,6 +61,9 @@ class MacCell(wiring.Component):
         Signed widths of an activation, a weight and an accumulator (wrapping).
     ws, os : bool
         Which dataflows the cell supports (at least one).
+    external_mac : bool
+        The multiply-add is outside the cell (``mac_in`` / ``mac_out``), e.g. half of a DSP
+        block shared by two cells (:mod:`hw.ice40_mac`); otherwise the cell computes it.
 
     Ports
     -----
@@ -79,15 +87,23 @@ class MacCell(wiring.Component):
         below has left it.
     os_mode : In(1) (both dataflows)
         1: OS arithmetic, 0: WS arithmetic. Changed only while the array is empty.
+    mac_in, mac_out : Out / In (``external_mac``)
+        The cell's operands this cycle: ``a``, ``b`` (the weight, or OS ``b``) and ``c`` (the
+        partial sum from above, or the OS accumulator), and in the same cycle
+        ``a * b + c`` (wrapping to ``acc_width``) from the external, combinational,
+        multiply-add.
 
     Latency 1 cycle (every output is a register); throughput one operand set per cycle.
     """
 
-    def __init__(self, *, input_width, weight_width, acc_width, ws=True, os=True):
+    def __init__(self, *, input_width, weight_width, acc_width, ws=True, os=True,
+                 external_mac=False):
         signature = mac_cell_signature(input_width=input_width, weight_width=weight_width,
-                                       acc_width=acc_width, ws=ws, os=os)
+                                       acc_width=acc_width, ws=ws, os=os,
+                                       external_mac=external_mac)
         self.input_width, self.weight_width, self.acc_width = input_width, weight_width, acc_width
         self.ws, self.os = ws, os
+        self.external_mac = external_mac
         self.h_layout = signature.members["h_in"].shape
         self.v_layout = signature.members["v_in"].shape
         if ws:
@@ -121,18 +137,30 @@ class MacCell(wiring.Component):
             operand = weight
         else:
             operand = self.v_in.b
-        product = Signal(signed(self.input_width + self.weight_width))
-        m.d.comb += product.eq(a * operand)
+        if self.external_mac:
+            if self.ws and self.os:
+                addend = Mux(self.os_mode, acc, self.v_in.p)
+            else:
+                addend = self.v_in.p if self.ws else acc
+            m.d.comb += [self.mac_in.a.eq(a), self.mac_in.b.eq(operand),
+                         self.mac_in.c.eq(addend)]
+            ws_sum = os_sum = self.mac_out
+        else:
+            product = Signal(signed(self.input_width + self.weight_width))
+            m.d.comb += product.eq(a * operand)
+            if self.ws:
+                ws_sum = self.v_in.p + product
+            if self.os:
+                os_sum = acc + product
 
         def ws_step():
-            m.d.sync += v.p.eq(self.v_in.p + product)
+            m.d.sync += v.p.eq(ws_sum)
 
         def os_step():
-            total = acc + product
             with m.If(self.h_in.last):
-                m.d.sync += [v.p.eq(total), acc.eq(0)]
+                m.d.sync += [v.p.eq(os_sum), acc.eq(0)]
             with m.Else():
-                m.d.sync += acc.eq(total)
+                m.d.sync += acc.eq(os_sum)
                 with m.If(shift):
                     m.d.sync += v.p.eq(self.v_in.p)
 

@@ -15,8 +15,10 @@ Two descriptions of the same circuit live here, side by side:
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.vendor import LatticeICE40Platform
 
 from .config import Config
+from .ice40_mac import MACS_PER_DSP, Ice40DualMac
 from .mac import WEIGHT_BUFFERS, MacCell, mac_cell_signature
 from .repeat import instance_of, instance_prefix
 
@@ -77,6 +79,11 @@ class MacGrid(wiring.Component):
     ``last``. Latency: an operand entering row ``r`` in cycle ``T`` is in cell ``(r, c)`` in
     cycle ``T + r + c + 1``; the bottom-row sum of column ``c`` computed then appears on
     ``result[c]`` ``C - c`` cycles later. All registers are synchronous-reset to zero.
+
+    Multiply-adds: with ``cfg.mac_dsp == "ice40_dual"`` and an iCE40 platform, consecutive
+    cells in row-major order (horizontal neighbours when ``C`` is even) share one SB_MAC16
+    (:class:`~hw.ice40_mac.Ice40DualMac`, combinational, so the timing above holds);
+    otherwise (simulation, other FPGAs) every cell computes its own.
     """
 
     def __init__(self, cfg):
@@ -90,10 +97,14 @@ class MacGrid(wiring.Component):
         cfg = self.cfg
         R, C = cfg.rows, cfg.cols
         ws, os = cfg.has_ws, cfg.has_os
-        cells = [[MacCell(**mac_cell_params(cfg)) for _ in range(C)] for _ in range(R)]
+        dual = cfg.mac_dsp == "ice40_dual" and isinstance(platform, LatticeICE40Platform)
+        cells = [[MacCell(**mac_cell_params(cfg), external_mac=dual) for _ in range(C)]
+                 for _ in range(R)]
         for r in range(R):
             for c in range(C):
                 m.submodules[f"cell_{r}_{c}"] = cells[r][c]
+        if dual:
+            _share_dsps(m, cfg, [cell for row in cells for cell in row])
 
         for r in range(R):
             m.d.comb += cells[r][0].h_in.eq(_delay(m, self.en, self.feed_h[r], r + 1,
@@ -128,6 +139,18 @@ class MacGrid(wiring.Component):
             column = _delay(m, self.en, cells[R - 1][c].v_out.p, C - 1 - c, f"deskew_{c}")
             m.d.comb += self.result[c].eq(column)
         return m
+
+
+def _share_dsps(m, cfg, cells):
+    """One :class:`~hw.ice40_mac.Ice40DualMac` per ``MACS_PER_DSP`` of ``cells`` (the last
+    one half used when their number is odd)."""
+    for first in range(0, len(cells), MACS_PER_DSP):
+        dsp = Ice40DualMac(a_width=cfg.input_width, b_width=cfg.weight_width,
+                           acc_width=cfg.acc_width)
+        m.submodules[f"dsp_{first // MACS_PER_DSP}"] = dsp
+        for half, cell in enumerate(cells[first:first + MACS_PER_DSP]):
+            m.d.comb += [dsp.a[half].eq(cell.mac_in.a), dsp.b[half].eq(cell.mac_in.b),
+                         dsp.c[half].eq(cell.mac_in.c), cell.mac_out.eq(dsp.s[half])]
 
 
 def _delay(m, en, value, cycles, name):

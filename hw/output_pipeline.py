@@ -6,12 +6,15 @@ Per value, bit-exact with :func:`sim.golden.output_pipeline`::
     y = x                                        (out_int32)
     y = saturate(clamp(zp + RDBP(SRDHM(x, M0), shift), lo, hi), output_width)   (otherwise)
 
-The 32x32 multiply is split into four 16x16 partial products (one DSP each) so every
-stage is a short add or a multiplier with registered inputs and outputs.
+:class:`OutputPipeline` (``cfg.output_lane == "pipelined"``) splits the 32x32 multiply into
+four 16x16 partial products (one DSP each) so every stage is a short add or a multiplier with
+registered inputs and outputs. :class:`SerialOutputPipeline` (``"serial"``, for small FPGAs)
+multiplies by shift-and-add, one column at a time, and reads the per-column parameters one
+at a time from a memory.
 """
 
-from amaranth import Module, Signal, signed, unsigned, Const, Mux
-from amaranth.lib import data, stream, wiring
+from amaranth import Module, Signal, signed, unsigned, Const, Cat, Mux
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -20,7 +23,8 @@ from .repeat import place
 
 
 __all__ = [
-    "OutputPipeline", "OutputLane", "QuantParams", "pipeline_in_layout", "pipeline_out_layout",
+    "OutputPipeline", "OutputLane", "SerialOutputPipeline", "ColParam", "QuantParams",
+    "SerialParams", "pipeline_in_layout", "pipeline_out_layout", "serial_out_layout",
     "PARAM_WIDTH", "SHIFT_WIDTH", "ZERO_POINT_WIDTH",
 ]
 
@@ -51,6 +55,15 @@ _SCALAR_PARAMS = {
 }
 
 
+class SerialParams(data.StructLayout):
+    """The parameters :class:`SerialOutputPipeline` takes as ports (the others it reads
+    per column through ``col_value``)."""
+
+    def __init__(self):
+        super().__init__({name: _SCALAR_PARAMS[name]
+                          for name in ("out_int32", "zero_point", "clamp_lo", "clamp_hi")})
+
+
 class QuantParams(data.StructLayout):
     """Requantisation parameters, held stable while rows are in the pipeline."""
 
@@ -75,6 +88,12 @@ def pipeline_out_layout(cfg):
         "data": data.ArrayLayout(signed(PARAM_WIDTH), cfg.cols),
         "last": unsigned(1),
     })
+
+
+def serial_out_layout():
+    """One column's result (an int8 one in the low byte); ``last`` is the row's on its last
+    column."""
+    return data.StructLayout({"data": signed(PARAM_WIDTH), "last": unsigned(1)})
 
 
 class OutputPipeline(wiring.Component):
@@ -272,4 +291,168 @@ class OutputLane(wiring.Component):
         y = Mux(y6 < lo, saturate(Mux(lo > hi, hi, lo)),
                 Mux(y6 > hi, saturate(hi), saturate(y6)))
         m.d.comb += self.result.eq(Mux(p.out_int32, x6, y))
+        return m
+
+
+class ColParam(enum.Enum, shape=2):
+    """A per-column parameter: its row within a qparam slot (``sw.isa.QPARAM_KINDS`` order)."""
+    BIAS = 0
+    MULTIPLIER = 1
+    SHIFT = 2
+
+
+# The serial lane's product register: the partial sums of x * M0 (with the rounding nudge),
+# scaled down by the steps done, stay within +-(2**32 + 2**31): two bits above an int32.
+_SERIAL_ACC_WIDTH = PARAM_WIDTH + 2
+# The zero point is added to the rounded product's low bits: a product beyond this width,
+# plus any 16-bit zero point, is beyond every clamp bound and output range anyway.
+_NARROW_WIDTH = ZERO_POINT_WIDTH + 2
+# An int8 result's byte (output_width <= 8 bits, sign-extended).
+_BYTE = 8
+
+
+def _fits(value, width):
+    """Whether signed ``value`` fits in ``width`` signed bits."""
+    top = value[width - 1:]
+    return top.all() | ~top.any()
+
+
+def _saturate(value, width):
+    """``value`` (signed) saturated to ``width`` signed bits."""
+    return Mux(_fits(value, width), value[:width].as_signed(),
+               Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1))
+
+
+class SerialOutputPipeline(wiring.Component):
+    """Requantises accumulator rows one value at a time, without a multiplier (small FPGAs).
+
+    Same arithmetic and ``i`` stream as :class:`OutputPipeline`; the results leave one
+    column at a time (no output row register: the store unit packs them into bus beats),
+    and the per-column parameters are read one at a time from the qparam memory through
+    ``col_addr`` / ``col_value``.
+
+    Ports
+      i          In(stream{data: C x signed(acc_width), last}): accumulator rows. The lane
+                 reads the columns from ``i.payload`` in turn, so the payload must stay stable
+                 while ``i.valid`` waits for ``i.ready`` (as lib.stream requires); ``i.ready``
+                 is the handshake of the row's last column.
+      o          Out(stream{data: signed(32), last}): the results of each row's columns
+                 0 .. C-1 in turn: the int32 value, or the int8 one in bits 0..7 (the store
+                 unit packs bytes, so the bits above are left as x's); ``last`` is the row's
+                 ``last`` on its column C-1. The payload is held while ``o.ready`` is low.
+      params     In(SerialParams): out_int32, zero_point, clamp_lo, clamp_hi; stable while
+                 rows are in flight.
+      col_addr   Out({kind: ColParam, col}): the column parameter the lane reads next.
+      col_value  In(signed(32)): the value, in the previous cycle, of the parameter
+                 ``col_addr`` named then, as it applies (a registered memory read resolved
+                 by the store unit): the bias (0 without bias_en), the multiplier and the
+                 shift (per column or per tensor).
+
+    Cycles per column
+      load (x = acc + bias) 1, multiply 32 (radix 2: one bit of x per step, LSB first),
+      rounding shift ``shift + 1``, output 1 (``o.valid``, until ``o.ready``): **35 + shift**
+      cycles for an int8 value, 2 for an int32 value, when ``o`` is ready.
+    """
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"cfg must be a hw.config.Config, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(pipeline_in_layout(cfg))),
+            "o": Out(stream.Signature(serial_out_layout())),
+            "params": In(SerialParams()),
+            "col_addr": Out(data.StructLayout({"kind": ColParam, "col": range(cfg.cols)})),
+            "col_value": In(signed(PARAM_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        cols = cfg.cols
+        m = Module()
+        p, value, addr = self.params, self.col_value, self.col_addr
+
+        col = Signal(range(cols))
+        last_col = Signal()
+        row_last = Signal()                   # the row's `last`, kept from its last column
+        count = Signal(SHIFT_WIDTH)           # multiply step, then rounding-shift step
+        x = Signal(signed(PARAM_WIDTH))       # acc + bias; the multiply shifts it out LSB first
+        prod = Signal(signed(_SERIAL_ACC_WIDTH))
+        half = Signal()                       # the last bit the rounding shift dropped
+        sticky = Signal()                     # any 1 among the bits dropped before it
+        m.d.comb += [last_col.eq(col == cols - 1), addr.col.eq(col), addr.kind.eq(ColParam.SHIFT)]
+
+        multiplier, shift = value, value[:SHIFT_WIDTH]
+        x_new = Signal(signed(PARAM_WIDTH))
+        m.d.comb += x_new.eq(self.i.payload.data[col] + value)
+
+        # Step k adds bit k of x times M0 at weight 2**k, as (prod >> 1) + addend: after the
+        # 32 steps prod = floor((x*M0 + 2**30) / 2**31), SRDHM's high half. The sign bit
+        # weighs -2**31, so the last step adds ~M0 = -M0-1; the missing 1 (x 2**31) is in the
+        # initial value, with the nudge 2**30 (both doubled: the first step halves them).
+        # INT32_MIN * INT32_MIN gives 2**31 here where SRDHM saturates to 2**31-1; the two
+        # agree after the rounding shift (shift > 0) or the output clamp (shift = 0).
+        last_step = Signal()
+        addend = Signal(signed(PARAM_WIDTH))
+        stepped = Signal(signed(_SERIAL_ACC_WIDTH))
+        m.d.comb += [last_step.eq(count == PARAM_WIDTH - 1), stepped.eq((prod >> 1) + addend)]
+        initial = Cat(Const(1 << _HIGH_SHIFT, PARAM_WIDTH), x_new[-1])
+
+        # RoundingDivideByPOT rounds half away from zero: up when the dropped bits are more
+        # than half, or exactly half of a non-negative value.
+        round_up = half & (sticky | ~prod[-1])
+        y = Signal(signed(_NARROW_WIDTH + 1))
+        m.d.comb += y.eq(prod[:_NARROW_WIDTH].as_signed() + p.zero_point + round_up)
+        # np.clip(y, lo, hi) then saturation to output_width: both are monotonic, so
+        # saturating y, lo and hi first gives the same result with narrow comparisons.
+        width = cfg.output_width
+        narrow = _fits(prod, _NARROW_WIDTH)
+        y_sat = Mux(narrow & _fits(y, width), y[:width].as_signed(),
+                    Mux(Mux(narrow, y[-1], prod[-1]), -(1 << (width - 1)), (1 << (width - 1)) - 1))
+        lo, hi = (_saturate(v, width) for v in (p.clamp_lo, p.clamp_hi))
+        # min(max(y, lo), hi) as two comparisons in a row (hi wins when lo > hi).
+        above_lo = Mux(y_sat < lo, lo, y_sat)
+        clamped = Signal(signed(_BYTE))
+        m.d.comb += clamped.eq(Mux(above_lo > hi, hi, above_lo))
+        result = Cat(Mux(p.out_int32, x[:_BYTE], clamped.as_unsigned()), x[_BYTE:])
+
+        m.d.comb += [self.o.payload.data.eq(result), self.o.payload.last.eq(row_last & last_col)]
+
+        with m.FSM(init="PRIME"):
+            with m.State("PRIME"):
+                # Reads the first column's bias before the first load.
+                m.d.comb += addr.kind.eq(ColParam.BIAS)
+                m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [self.i.ready.eq(last_col),
+                             addr.kind.eq(Mux(self.i.valid, ColParam.MULTIPLIER, ColParam.BIAS))]
+                with m.If(self.i.valid):
+                    m.d.sync += [x.eq(x_new), prod.eq(initial), count.eq(0),
+                                 half.eq(0), sticky.eq(0)]
+                    with m.If(last_col):
+                        m.d.sync += row_last.eq(self.i.payload.last)
+                    with m.If(p.out_int32):
+                        m.next = "OUTPUT"
+                    with m.Else():
+                        m.next = "MULTIPLY"
+            with m.State("MULTIPLY"):
+                m.d.comb += [
+                    addend.eq(Mux(x[0], Mux(last_step, ~multiplier, multiplier), 0)),
+                    addr.kind.eq(Mux(last_step, ColParam.SHIFT, ColParam.MULTIPLIER)),
+                ]
+                m.d.sync += [prod.eq(stepped), x.eq(x >> 1), count.eq(count + 1)]
+                with m.If(last_step):
+                    m.next = "SHIFT"
+            with m.State("SHIFT"):
+                with m.If(count == shift):
+                    m.next = "OUTPUT"
+                with m.Else():
+                    m.d.sync += [prod.eq(stepped), half.eq(prod[0]), sticky.eq(sticky | half),
+                                 count.eq(count + 1)]
+            with m.State("OUTPUT"):
+                m.d.comb += [self.o.valid.eq(1), addr.kind.eq(ColParam.BIAS),
+                             addr.col.eq(Mux(last_col, 0, col + 1))]
+                with m.If(self.o.ready):
+                    m.d.sync += col.eq(addr.col)
+                    m.next = "LOAD"
         return m

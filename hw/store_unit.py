@@ -1,7 +1,8 @@
 """The store unit: CONFIG and STORE, accumulator -> output pipeline -> DRAM."""
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.utils import bits_for
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import isa
@@ -12,7 +13,7 @@ from .burst import dma_cmd_layout, dma_status_layout
 from .decoder import QPARAM_ROWS, instruction_layout
 from .dma import dma_data_layout
 from .load_unit import qparam_write_layout, row_beats
-from .output_pipeline import OutputPipeline, QuantParams
+from .output_pipeline import PARAM_WIDTH, ColParam, OutputPipeline, SerialOutputPipeline
 from .queues import UnitPort, command_layout, complete_or_fault, hold_instruction
 
 
@@ -27,16 +28,21 @@ class StoreUnit(wiring.Component):
     ``ceil(row_bytes / bus_bytes)`` beats (int8: byte ``j`` = column ``j``; int32: 4 little-
     endian bytes per column). It completes when the DMA reports the last write response; a
     fault is reported with the instruction's pc and address. The quantisation-parameter rows
-    (bias, per-column multiplier and shift, two slots) live here, written by LOAD.
+    (bias, per-column multiplier and shift, two slots) live here, written by LOAD: in
+    flip-flops for the pipelined output lane, in a memory (block RAM) of one int32 per
+    column for the serial lane, which reads them one at a time (``cfg.output_lane``).
 
     Ports
       cmd           In(stream{word, pc}): CONFIG / STORE in program order.
       ctrl          UnitPort (tokens, completion, faults).
       acc_req, acc_resp   the accumulator's read port.
       wr_cmd, wr_data, wr_status   the DMA write engine.
-      qparam_write  In(stream{addr, data}): rows from the load unit (always ready).
+      qparam_write  In(stream{addr, data}): rows from the load unit; always ready with the
+                    pipelined lane, one row per C cycles (a column per cycle) with the serial one.
 
-    Throughput: one accumulator row per ``max(C/output_lanes, beats per row)`` cycles.
+    Throughput: one accumulator row per ``max(C/output_lanes, beats per row)`` cycles
+    (pipelined lane) or per ``C * (35 + shift)`` cycles (serial lane, int8 results; see
+    :class:`~hw.output_pipeline.SerialOutputPipeline`).
     """
 
     def __init__(self, cfg):
@@ -56,14 +62,8 @@ class StoreUnit(wiring.Component):
         m = Module()
         cfg = self.cfg
         C = cfg.cols
-        m.submodules.pipeline = pipeline = OutputPipeline(cfg)
-
-        # ---- quantisation parameters -------------------------------------------------------
-        qparam = Array(Signal(data.ArrayLayout(32, C), name=f"qparam{i}")
-                       for i in range(QPARAM_ROWS))
-        m.d.comb += self.qparam_write.ready.eq(1)
-        with m.If(self.qparam_write.valid):
-            m.d.sync += qparam[self.qparam_write.payload.addr].eq(self.qparam_write.payload.data)
+        serial = cfg.output_lane == "serial"
+        m.submodules.pipeline = pipeline = (SerialOutputPipeline if serial else OutputPipeline)(cfg)
 
         out_lo, out_hi = -(1 << (cfg.output_width - 1)), (1 << (cfg.output_width - 1)) - 1
         # The machine's state before any CONFIG: multiplier 0, full output range.
@@ -76,20 +76,26 @@ class StoreUnit(wiring.Component):
         pc = Signal.like(self.ctrl.pc)
         params = pipeline.params
         slot = instr.qslot * len(isa.QPARAM_KINDS)
-        m.d.comb += [
-            params.out_int32.eq(instr.out_int32),
-            params.bias_en.eq(config.bias_en),
-            params.per_column.eq(config.per_column),
-            params.multiplier.eq(config.multiplier),
-            params.shift.eq(config.shift),
-            params.zero_point.eq(config.zero_point),
-            params.clamp_lo.eq(config.clamp_lo),
-            params.clamp_hi.eq(config.clamp_hi),
-        ]
-        bias, mult, shift = qparam[slot], qparam[slot + 1], qparam[slot + 2]
-        for j in range(C):
-            m.d.comb += [params.bias[j].eq(bias[j]), params.col_multiplier[j].eq(mult[j]),
-                         params.col_shift[j].eq(shift[j][:len(params.col_shift[j])])]
+        if serial:
+            m.d.comb += [
+                params.out_int32.eq(instr.out_int32),
+                params.zero_point.eq(config.zero_point),
+                params.clamp_lo.eq(config.clamp_lo),
+                params.clamp_hi.eq(config.clamp_hi),
+            ]
+            self._qparam_memory(m, pipeline, slot, config)
+        else:
+            m.d.comb += [
+                params.out_int32.eq(instr.out_int32),
+                params.bias_en.eq(config.bias_en),
+                params.per_column.eq(config.per_column),
+                params.multiplier.eq(config.multiplier),
+                params.shift.eq(config.shift),
+                params.zero_point.eq(config.zero_point),
+                params.clamp_lo.eq(config.clamp_lo),
+                params.clamp_hi.eq(config.clamp_hi),
+            ]
+            self._qparam_registers(m, params, slot)
 
         hold_instruction(m, self.ctrl, instr, pc)
 
@@ -97,24 +103,29 @@ class StoreUnit(wiring.Component):
         bus_bits = cfg.dma_data_width
         max_beats = row_beats(4 * C, cfg.bus_bytes)
         row_bytes = Signal(range(4 * C + 1))
-        nbeats = Signal(range(max_beats + 1))
         m.d.comb += row_bytes.eq(Mux(instr.out_int32, instr.row_elems << 2, instr.row_elems))
-        m.d.comb += nbeats.eq((row_bytes + cfg.bus_bytes - 1) >> (cfg.bus_bytes.bit_length() - 1))
-
-        packed = Signal(max_beats * bus_bits)
-        result = pipeline.o.payload.data
-        m.d.comb += packed.eq(Mux(instr.out_int32,
-                                  Cat(result[j][:32] for j in range(C)),
-                                  Cat(result[j][:8] for j in range(C))))
-        beats = Array(packed[i * bus_bits:(i + 1) * bus_bits] for i in range(max_beats))
-        beat = Signal(range(max_beats + 1))
+        if not serial:
+            nbeats = Signal(range(max_beats + 1))
+            m.d.comb += nbeats.eq((row_bytes + cfg.bus_bytes - 1)
+                                  >> (cfg.bus_bytes.bit_length() - 1))
+            packed = Signal(max_beats * bus_bits)
+            result = pipeline.o.payload.data
+            m.d.comb += packed.eq(Mux(instr.out_int32,
+                                      Cat(result[j][:32] for j in range(C)),
+                                      Cat(result[j][:8] for j in range(C))))
+            beats = Array(packed[i * bus_bits:(i + 1) * bus_bits] for i in range(max_beats))
+            beat = Signal(range(max_beats + 1))
         rows_out = Signal(16)
         rows_req = Signal(16)
 
+        if not serial:
+            m.d.comb += [
+                self.wr_data.payload.data.eq(beats[beat]),
+                self.wr_data.payload.row_last.eq(beat == nbeats - 1),
+                self.wr_data.payload.last.eq((beat == nbeats - 1)
+                                             & (rows_out == instr.rows - 1)),
+            ]
         m.d.comb += [
-            self.wr_data.payload.data.eq(beats[beat]),
-            self.wr_data.payload.row_last.eq(beat == nbeats - 1),
-            self.wr_data.payload.last.eq((beat == nbeats - 1) & (rows_out == instr.rows - 1)),
             self.acc_req.payload.addr.eq(instr.acc_addr + rows_req),
             pipeline.i.payload.data.eq(self.acc_resp.payload.data),
             pipeline.i.valid.eq(self.acc_resp.valid),
@@ -126,7 +137,9 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.sync += [instr.eq(self.cmd.payload.word), pc.eq(self.cmd.payload.pc),
-                                 rows_req.eq(0), rows_out.eq(0), beat.eq(0)]
+                                 rows_req.eq(0), rows_out.eq(0)]
+                    if not serial:
+                        m.d.sync += beat.eq(0)
                     m.next = "TOKENS"
             with m.State("TOKENS"):
                 m.d.comb += self.ctrl.request.eq(1)
@@ -154,17 +167,119 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.acc_req.valid.eq(rows_req != instr.rows)
                 with m.If(self.acc_req.valid & self.acc_req.ready):
                     m.d.sync += rows_req.eq(rows_req + 1)
-                m.d.comb += self.wr_data.valid.eq(pipeline.o.valid)
-                with m.If(self.wr_data.valid & self.wr_data.ready):
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(self.wr_data.payload.row_last):
-                        m.d.comb += pipeline.o.ready.eq(1)
-                        m.d.sync += [beat.eq(0), rows_out.eq(rows_out + 1)]
-                        with m.If(self.wr_data.payload.last):
-                            m.next = "STATUS"
+                if serial:
+                    self._pack_columns(m, pipeline.o, instr, rows_out)
+                else:
+                    m.d.comb += self.wr_data.valid.eq(pipeline.o.valid)
+                    with m.If(self.wr_data.valid & self.wr_data.ready):
+                        m.d.sync += beat.eq(beat + 1)
+                        with m.If(self.wr_data.payload.row_last):
+                            m.d.comb += pipeline.o.ready.eq(1)
+                            m.d.sync += [beat.eq(0), rows_out.eq(rows_out + 1)]
+                            with m.If(self.wr_data.payload.last):
+                                m.next = "STATUS"
             with m.State("STATUS"):
                 m.d.comb += [self.ctrl.executing.eq(1), self.wr_status.ready.eq(1)]
                 with m.If(self.wr_status.valid):
                     complete_or_fault(m, self.ctrl, instr, self.wr_status.payload)
                     m.next = "IDLE"
         return m
+
+    def _pack_columns(self, m, results, instr, rows_out):
+        """In state DATA: the serial lane's ``results``, one column at a time, into bus beats
+        (from byte lane 0, bytes past the row's end left as they were), the next state
+        STATUS once every row is sent. A column's result needs no row register: it goes
+        straight into its bytes of the beat, which waits for the DMA as the lane's output."""
+        cfg = self.cfg
+        beat = Signal(cfg.dma_data_width)
+        full = Signal()                         # the beat waits for the DMA
+        beat_row_last = Signal()
+        col = Signal(range(cfg.cols))           # the column of the next result
+        pos = Signal(range(cfg.bus_bytes))      # its first byte lane
+        size = Mux(instr.out_int32, 4, 1)
+        result = results.payload.data
+        # The decoder keeps row_elems within 1 .. C: its low bits compare with the column.
+        elems = instr.row_elems[:bits_for(cfg.cols)]
+        col_end = Signal()
+        beat_end = Signal()
+        m.d.comb += [
+            col_end.eq(col + 1 == elems),
+            beat_end.eq(col_end | (pos + size == cfg.bus_bytes)),
+            results.ready.eq(~full),
+            self.wr_data.valid.eq(full),
+            self.wr_data.payload.data.eq(beat),
+            self.wr_data.payload.row_last.eq(beat_row_last),
+            self.wr_data.payload.last.eq(beat_row_last & (rows_out == instr.rows - 1)),
+        ]
+        with m.If(results.valid & results.ready):
+            m.d.sync += col.eq(Mux(col == cfg.cols - 1, 0, col + 1))
+            with m.If(col < elems):
+                for lane in range(cfg.bus_bytes):
+                    byte = lane % 4
+                    with m.If(Mux(instr.out_int32, pos == lane - byte, pos == lane)):
+                        m.d.sync += beat.word_select(lane, 8).eq(
+                            Mux(instr.out_int32, result.word_select(byte, 8), result[:8]))
+                m.d.sync += pos.eq(Mux(beat_end, 0, pos + size))
+                with m.If(beat_end):
+                    m.d.sync += [full.eq(1), beat_row_last.eq(col_end)]
+        with m.If(self.wr_data.valid & self.wr_data.ready):
+            m.d.sync += full.eq(0)
+            with m.If(beat_row_last):
+                m.d.sync += rows_out.eq(rows_out + 1)
+        # The columns past row_elems are taken too, so the next STORE starts at column 0.
+        with m.If((rows_out == instr.rows) & (col == 0) & ~full):
+            m.next = "STATUS"
+
+    def _qparam_registers(self, m, params, slot):
+        """The qparam rows in flip-flops, all of slot ``slot`` driving ``params`` at once."""
+        C = self.cfg.cols
+        qparam = Array(Signal(data.ArrayLayout(32, C), name=f"qparam{i}")
+                       for i in range(QPARAM_ROWS))
+        m.d.comb += self.qparam_write.ready.eq(1)
+        with m.If(self.qparam_write.valid):
+            m.d.sync += qparam[self.qparam_write.payload.addr].eq(self.qparam_write.payload.data)
+        bias, mult, shift = qparam[slot], qparam[slot + 1], qparam[slot + 2]
+        for j in range(C):
+            m.d.comb += [params.bias[j].eq(bias[j]), params.col_multiplier[j].eq(mult[j]),
+                         params.col_shift[j].eq(shift[j][:len(params.col_shift[j])])]
+
+    def _qparam_memory(self, m, pipeline, slot, config):
+        """The qparam rows in a memory of one value per (row, column), written a column per
+        cycle and read at the serial lane's ``col_addr`` of slot ``slot``, the value then
+        resolved as the CONFIG says (bias_en, per_column). A memory has no reset, so a row
+        reads as 0 until written since the (soft) reset, as the flip-flops do."""
+        C = self.cfg.cols
+        write = self.qparam_write
+        m.submodules.qparam = mem = memory.Memory(shape=PARAM_WIDTH, depth=QPARAM_ROWS * C,
+                                                  init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+        written = Signal(QPARAM_ROWS)
+        write_col = Signal(range(C))
+        row_done = Signal()
+        m.d.comb += [
+            row_done.eq(write_col == C - 1),
+            write.ready.eq(row_done),
+            wr.en.eq(write.valid),
+            wr.addr.eq(write.payload.addr * C + write_col),
+            wr.data.eq(write.payload.data[write_col]),
+        ]
+        with m.If(write.valid):
+            m.d.sync += write_col.eq(Mux(row_done, 0, write_col + 1))
+            with m.If(row_done):
+                m.d.sync += written.bit_select(write.payload.addr, 1).eq(1)
+
+        kind = pipeline.col_addr.kind
+        row = Signal(range(QPARAM_ROWS))
+        m.d.comb += [row.eq(slot + kind.as_value()), rd.addr.eq(row * C + pipeline.col_addr.col)]
+        # Registered with the read: where the value comes from (the memory, the CONFIG's
+        # multiplier or shift, or neither: 0), one select each so a bit is one LUT.
+        from_memory, config_mult, config_shift = Signal(), Signal(), Signal()
+        m.d.sync += [
+            from_memory.eq(written.bit_select(row, 1)
+                           & Mux(kind == ColParam.BIAS, config.bias_en, config.per_column)),
+            config_mult.eq((kind == ColParam.MULTIPLIER) & ~config.per_column),
+            config_shift.eq((kind == ColParam.SHIFT) & ~config.per_column),
+        ]
+        m.d.comb += pipeline.col_value.eq(
+            Mux(from_memory, rd.data,
+                Mux(config_mult, config.multiplier, 0) | Mux(config_shift, config.shift, 0)))

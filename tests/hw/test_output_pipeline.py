@@ -116,9 +116,10 @@ def scenarios(cfg, rng):
     return out
 
 
-def run_pipeline(cfg, seed, *, p_valid=0.7, p_ready=0.7):
+def run_pipeline(cfg, seed, *, p_valid=0.7, p_ready=0.7, make_dut=OutputPipeline):
+    """Random scenarios through ``make_dut(cfg)`` (ports i, o, params: QuantParams)."""
     rng = random.Random(seed)
-    dut = OutputPipeline(cfg)
+    dut = make_dut(cfg)
     work = scenarios(cfg, rng)
     layout = QuantParams(cfg)
     total = sum(len(r) for _, r in work)
