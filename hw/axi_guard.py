@@ -35,9 +35,11 @@ class AxiGuard(wiring.Component):
 
     Draining (from the cycle after ``isolate`` until everything is complete): an AR, AW or W
     beat that the master presented but was not accepted in the ``isolate`` cycle is held,
-    unchanged, until accepted (an AW waiting for a free slot may already have W beats out); the remaining W beats of every write burst are sent with WSTRB = 0 (and
-    WLAST on the burst's last beat); R beats and B responses are accepted and dropped. The
-    master sees no READY and no VALID. Throughput in the drain: one beat per cycle.
+    unchanged, until accepted (an AW waiting for a free slot may already have W beats out);
+    the remaining W beats of every write burst are sent with WSTRB = 0 (and WLAST on the
+    burst's last beat); R beats and B responses are accepted and dropped. The master sees no
+    READY and no VALID (R and B payloads pass through: without VALID they carry nothing).
+    Throughput in the drain: one beat per cycle.
     """
 
     def __init__(self, *, addr_width, data_width, id_width, max_outstanding):
@@ -107,6 +109,9 @@ class AxiGuard(wiring.Component):
                 w_hold_data.eq(bus.wdata), w_hold_strb.eq(bus.wstrb), w_hold_last.eq(bus.wlast),
             ]
 
+        # Responses reach the master only with VALID, so their payload needs no gating.
+        m.d.comb += [s.rdata.eq(bus.rdata), s.rresp.eq(bus.rresp), s.rid.eq(bus.rid),
+                     s.rlast.eq(bus.rlast), s.bresp.eq(bus.bresp), s.bid.eq(bus.bid)]
         with m.If(~draining):
             m.d.comb += [
                 bus.arvalid.eq(s.arvalid & (reads != limit)),
@@ -115,10 +120,8 @@ class AxiGuard(wiring.Component):
                 s.awready.eq(bus.awready & (writes != limit)),
                 bus.wvalid.eq(s.wvalid), bus.wdata.eq(s.wdata), bus.wstrb.eq(s.wstrb),
                 bus.wlast.eq(s.wlast), s.wready.eq(bus.wready),
-                s.rvalid.eq(bus.rvalid), s.rdata.eq(bus.rdata), s.rresp.eq(bus.rresp),
-                s.rid.eq(bus.rid), s.rlast.eq(bus.rlast), bus.rready.eq(s.rready),
-                s.bvalid.eq(bus.bvalid), s.bresp.eq(bus.bresp), s.bid.eq(bus.bid),
-                bus.bready.eq(s.bready),
+                s.rvalid.eq(bus.rvalid), bus.rready.eq(s.rready),
+                s.bvalid.eq(bus.bvalid), bus.bready.eq(s.bready),
             ]
             m.d.comb += [ar_fields.eq(Cat(getattr(s, "ar" + f) for f in _ADDR_FIELDS)),
                          aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _ADDR_FIELDS))]

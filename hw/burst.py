@@ -12,7 +12,7 @@ from amaranth.utils import exact_log2
 
 from sw.isa import ErrorCause
 
-from .axi import AXI_4K, AXI_LEN_WIDTH
+from .axi import AXI_4K
 from .config import Config
 
 
@@ -56,7 +56,7 @@ def burst_layout(cfg):
     return data.StructLayout({
         "end": unsigned(1),
         "addr": unsigned(cfg.addr_width),
-        "len": unsigned(AXI_LEN_WIDTH),
+        "len": unsigned(exact_log2(cfg.max_burst_beats)),  # AxLEN < max_burst_beats
         "offset": unsigned(exact_log2(cfg.bus_bytes)),
         "row_bytes": unsigned(ROW_BYTES_WIDTH),
         "row_first": unsigned(1),
@@ -107,50 +107,53 @@ class BurstGen(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
+        aw = cfg.addr_width
         bus_bytes = cfg.bus_bytes
         off_bits = exact_log2(bus_bytes)
-        max_burst_bytes = cfg.max_burst_beats * bus_bytes
-        # A row address is addr + r * stride for r < 2**ROWS_WIDTH: wide enough never to wrap,
-        # so a row beyond the address space fails the window check instead of aliasing.
-        wide = max(cfg.addr_width, STRIDE_WIDTH) + ROWS_WIDTH + 1
+        page_beats = AXI_4K // bus_bytes
+        # The split works in bus beats: every burst but a row's first starts bus-aligned, so
+        # a position is a beat address; the row ends in the beat holding byte row_end - 1.
+        beat_bits = exact_log2(cfg.max_burst_beats) + 1
 
-        cmd = Signal(dma_cmd_layout(cfg))
-        row_addr = Signal(wide)
+        row_bytes = Signal(ROW_BYTES_WIDTH)
+        stride = Signal(aw)
+        stride_far = Signal()       # stride >= 2**addr_width: the next row is beyond the space
+        # Row addresses only matter below 2**addr_width: a row at or beyond it fails the
+        # window check, reporting its address modulo 2**addr_width. So a row address is kept
+        # modulo 2**addr_width with `beyond` set once the true address has left the space.
+        row_addr = Signal(aw)
+        beyond = Signal()
         rows_left = Signal(ROWS_WIDTH)
-        pos = Signal(cfg.addr_width)
-        rem = Signal(ROW_BYTES_WIDTH)
+        pos = Signal(aw - off_bits)         # beat address of the next burst of the row
         row_first = Signal()
-        cause = Signal(ErrorCause)
-        fault_addr = Signal(cfg.addr_width)
+        fault = Signal()            # the row at `row_addr` failed the window check
         has_data = Signal()
         tag = Signal()
 
-        row_end = row_addr + cmd.row_bytes
+        offset = row_addr[:off_bits]
+        row_end = row_addr + row_bytes
         window_end = self.window_base + self.window_size
-        row_ok = ((row_addr >= self.window_base) & (row_end <= window_end)
-                  & (row_end <= (1 << cfg.addr_width)))
+        row_ok = (~beyond & (row_addr >= self.window_base) & (row_end <= window_end)
+                  & (row_end <= (1 << aw)))
 
-        # The burst starting at the current position (the row start for the first burst).
-        cur = Signal(cfg.addr_width)
-        cur_rem = Signal(ROW_BYTES_WIDTH)
-        to_4k = Signal(range(AXI_4K + 1))
-        to_max = Signal(range(max_burst_bytes + 1))
+        # The burst starting at the current position (the row start for the first burst):
+        # up to the 4 KiB page end and max_burst_beats, or to the row end if that comes first.
+        # Only a row that passed the check gets bursts, so row_end <= 2**addr_width here.
+        cur = Signal.like(pos)
+        to_4k = Signal(range(page_beats + 1))
+        limit = Signal(beat_bits)
+        reach = Signal(len(pos) + 1)
         m.d.comb += [
-            cur.eq(Mux(row_first, row_addr[:cfg.addr_width], pos)),
-            cur_rem.eq(Mux(row_first, cmd.row_bytes, rem)),
-            to_4k.eq(AXI_4K - cur[:exact_log2(AXI_4K)]),
-            to_max.eq(max_burst_bytes - cur[:off_bits]),
+            cur.eq(Mux(row_first, row_addr[off_bits:], pos)),
+            to_4k.eq(page_beats - cur[:exact_log2(page_beats)]),
+            limit.eq(Mux(to_4k < cfg.max_burst_beats, to_4k, cfg.max_burst_beats)),
+            reach.eq(cur + limit),
         ]
-        offset = cur[:off_bits]
-        chunk = Signal(ROW_BYTES_WIDTH)
-        m.d.comb += chunk.eq(cur_rem)
-        with m.If(to_4k < cur_rem):
-            m.d.comb += chunk.eq(to_4k)
-        with m.If((to_max < to_4k) & (to_max < cur_rem)):
-            m.d.comb += chunk.eq(to_max)
-        span = offset + chunk
-        beats = (span + bus_bytes - 1) >> off_bits
-        last_of_row = chunk == cur_rem
+        last_of_row = Cat(Const(0, off_bits), reach) >= row_end
+        # The last burst's beats: ceil(row_end / bus_bytes) - cur, which is at most `limit`.
+        tail = (row_end[off_bits:][:beat_bits] - cur[:beat_bits]
+                + (row_end[:off_bits] != 0))[:beat_bits]
+        beats = Mux(last_of_row, tail, limit)
 
         o = self.o.p
         with m.FSM():
@@ -158,12 +161,14 @@ class BurstGen(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(self.start)
                 with m.If(self.cmd.valid & self.start):
                     m.d.sync += [
-                        cmd.eq(self.cmd.p),
+                        row_bytes.eq(self.cmd.p.row_bytes),
+                        stride.eq(self.cmd.p.stride[:aw]),
+                        stride_far.eq(self.cmd.p.stride[aw:] != 0),
                         row_addr.eq(self.cmd.p.addr),
+                        beyond.eq(0),
                         rows_left.eq(self.cmd.p.rows),
                         row_first.eq(1),
-                        cause.eq(ErrorCause.NONE),
-                        fault_addr.eq(0),
+                        fault.eq(0),
                         has_data.eq((self.cmd.p.rows != 0) & (self.cmd.p.row_bytes != 0)),
                         tag.eq(~tag),
                     ]
@@ -173,16 +178,15 @@ class BurstGen(wiring.Component):
                         m.next = "BURST"
             with m.State("BURST"):
                 with m.If(row_first & ~row_ok):
-                    m.d.sync += [cause.eq(ErrorCause.DMA_WINDOW),
-                                 fault_addr.eq(row_addr[:cfg.addr_width])]
+                    m.d.sync += fault.eq(1)
                     m.next = "END"
                 with m.Else():
                     m.d.comb += [
                         self.o.valid.eq(1),
-                        o.addr.eq(Cat(Const(0, off_bits), cur[off_bits:])),
+                        o.addr.eq(Cat(Const(0, off_bits), cur)),
                         o.len.eq(beats - 1),
-                        o.offset.eq(row_addr[:off_bits]),
-                        o.row_bytes.eq(cmd.row_bytes),
+                        o.offset.eq(offset),
+                        o.row_bytes.eq(row_bytes),
                         o.row_first.eq(row_first),
                         o.row_last.eq(last_of_row),
                         o.cmd_last.eq(last_of_row & (rows_left == 1)),
@@ -190,19 +194,21 @@ class BurstGen(wiring.Component):
                         o.tag.eq(tag),
                     ]
                     with m.If(self.o.ready):
-                        m.d.sync += [pos.eq(cur + chunk), rem.eq(cur_rem - chunk),
-                                     row_first.eq(last_of_row)]
+                        m.d.sync += [pos.eq(reach), row_first.eq(last_of_row)]
                         with m.If(last_of_row):
+                            # A row is only left after it passed the check, so `beyond` is
+                            # clear here: the next row is beyond on a carry or a far stride.
+                            next_row = row_addr + stride
                             m.d.sync += [rows_left.eq(rows_left - 1),
-                                         row_addr.eq(row_addr + cmd.stride)]
+                                         Cat(row_addr, beyond).eq(next_row | (stride_far << aw))]
                             with m.If(rows_left == 1):
                                 m.next = "END"
             with m.State("END"):
                 m.d.comb += [
                     self.o.valid.eq(1),
                     o.end.eq(1),
-                    o.cause.eq(cause),
-                    o.addr.eq(fault_addr),
+                    o.cause.eq(Mux(fault, ErrorCause.DMA_WINDOW, ErrorCause.NONE)),
+                    o.addr.eq(Mux(fault, row_addr, 0)),
                     o.has_data.eq(has_data),
                     o.tag.eq(tag),
                 ]

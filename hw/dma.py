@@ -35,10 +35,20 @@ def _is_error(resp):
     return (resp == AxiResp.SLVERR) | (resp == AxiResp.DECERR)
 
 
+# Byte counts are compared only with lane numbers and the bus width, so they are reduced
+# to min(count, bus_bytes) first: the comparisons then take a few bits, not a carry chain.
+
+def _clamp(count, bus_bytes):
+    """``min(count, bus_bytes)``, ``log2(bus_bytes) + 1`` bits wide."""
+    off_bits = exact_log2(bus_bytes)
+    return Mux(count[off_bits:] != 0, bus_bytes, count[:off_bits])
+
+
 def _lanes_below(m, count, bus_bytes):
     """Byte-lane mask of the lanes ``l < count``."""
     mask = Signal(bus_bytes)
-    m.d.comb += mask.eq(Cat(count > lane for lane in range(bus_bytes)))
+    clamped = _clamp(count, bus_bytes)
+    m.d.comb += mask.eq(Cat(clamped > lane for lane in range(bus_bytes)))
     return mask
 
 
@@ -46,8 +56,17 @@ def _expand_bytes(mask, bus_bytes):
     return Cat(mask[lane].replicate(8) for lane in range(bus_bytes))
 
 
-def _sat_sub(value, amount):
-    return Mux(value > amount, value - amount, 0)
+def _at_most_bus(count, bus_bytes):
+    """``count <= bus_bytes``."""
+    off_bits = exact_log2(bus_bytes)
+    high = count[off_bits:]
+    return (high == 0) | ((high == 1) & (count[:off_bits] == 0))
+
+
+def _sat_sub_bus(count, bus_bytes):
+    """``max(count - bus_bytes, 0)``: only the bits above the lane bits count down."""
+    off_bits = exact_log2(bus_bytes)
+    return Mux(_at_most_bus(count, bus_bytes), 0, Cat(count[:off_bits], count[off_bits:] - 1))
 
 
 class Dma(wiring.Component):
@@ -232,22 +251,25 @@ class Dma(wiring.Component):
 
         first_beat = Signal()
         cur_rem = Signal(ROW_BYTES_WIDTH)
-        shifted = Signal(2 * dw)
         aligned = Signal(dw)
+        # One byte-select per lane: offset 0 takes the current beat, offset k the previous
+        # beat's bytes from k on and then the current beat's. Lanes past the row end (all
+        # that would come from the current beat in a flush) are masked below.
+        skip = Signal.like(offset)
         m.d.comb += [
             first_beat.eq(meta.row_first & (beat_idx == 0) & ~flush),
             cur_rem.eq(Mux(first_beat, meta.row_bytes, out_rem)),
-            shifted.eq(Cat(prev, Mux(flush, 0, beat)) >> Cat(Const(0, 3), offset)),
-            aligned.eq(Mux((offset == 0) & ~flush, beat, shifted[:dw])),
+            skip.eq(offset - 1),
+            aligned.eq((Cat(prev[8:], beat) >> Cat(Const(0, 3), skip))[:dw]),
         ]
         out = self.rd_data
         m.d.comb += [
             out.p.data.eq(aligned & _expand_bytes(_lanes_below(m, cur_rem, bus_bytes),
                                                   bus_bytes)),
-            out.p.row_last.eq(cur_rem <= bus_bytes),
-            out.p.last.eq((cur_rem <= bus_bytes) & meta.cmd_last),
+            out.p.row_last.eq(_at_most_bus(cur_rem, bus_bytes)),
+            out.p.last.eq(_at_most_bus(cur_rem, bus_bytes) & meta.cmd_last),
         ]
-        delivered = Mux(out.valid & out.ready, Mux(cur_rem < bus_bytes, cur_rem, bus_bytes), 0)
+        delivered = Mux(out.valid & out.ready, _clamp(cur_rem, bus_bytes), 0)
         status = self.rd_status
         last_of_burst = beat_idx == meta.len
 
@@ -272,14 +294,14 @@ class Dma(wiring.Component):
             with m.If(out.ready | ~emit):
                 m.d.comb += [dbuf.r_en.eq(1), release.eq(1)]
                 m.d.sync += [prev.eq(beat), beat_idx.eq(beat_idx + 1),
-                             out_rem.eq(Mux(emit, _sat_sub(cur_rem, bus_bytes), cur_rem))]
+                             out_rem.eq(Mux(emit, _sat_sub_bus(cur_rem, bus_bytes), cur_rem))]
                 with m.If(beat_error & ~failed):
                     m.d.sync += [failed.eq(1), fail_cause.eq(_bus_error_cause(resp)),
                                  fail_addr.eq(meta.addr)]
                 with m.If(last_of_burst):
                     m.d.sync += beat_idx.eq(0)
-                    row_left = Mux(emit, _sat_sub(cur_rem, bus_bytes), cur_rem)
-                    with m.If(meta.row_last & ~failed & ~beat_error & (row_left != 0)):
+                    row_left = Mux(emit, ~_at_most_bus(cur_rem, bus_bytes), cur_rem != 0)
+                    with m.If(meta.row_last & ~failed & ~beat_error & row_left):
                         m.d.sync += flush.eq(1)
                     with m.Else():
                         m.d.comb += meta_fifo.r_en.eq(1)
@@ -354,8 +376,8 @@ class Dma(wiring.Component):
             incoming.eq(Mux(need_in, self.wr_data.p.data, 0)),
             shifted.eq(Cat(Mux(first_beat, 0, prev), incoming)
                        >> Cat(Const(0, 3), bus_bytes - offset)),
-            strobe.eq(Mux(bus_error, 0,
-                          Cat((lane >= low) & (cur_bus_rem > lane) for lane in range(bus_bytes)))),
+            strobe.eq(Mux(bus_error, 0, Cat((lane >= low) & (_clamp(cur_bus_rem, bus_bytes) > lane)
+                                            for lane in range(bus_bytes)))),
         ]
 
         w_free = ~axi.wvalid | axi.wready
@@ -368,8 +390,8 @@ class Dma(wiring.Component):
                 axi.wlast.eq(beat_idx == meta.len),
                 written.eq(sum(strobe[lane] for lane in range(bus_bytes))),
                 prev.eq(incoming),
-                bus_rem.eq(_sat_sub(cur_bus_rem, bus_bytes)),
-                in_rem.eq(_sat_sub(cur_in_rem, bus_bytes)),
+                bus_rem.eq(_sat_sub_bus(cur_bus_rem, bus_bytes)),
+                in_rem.eq(_sat_sub_bus(cur_in_rem, bus_bytes)),
                 beat_idx.eq(beat_idx + 1),
             ]
             with m.If(need_in & self.wr_data.p.last):

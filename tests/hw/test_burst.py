@@ -89,6 +89,10 @@ def test_bursts_cover_rows(scenario):
     width, max_beats, window, cmds, seed = scenario
     cfg = Config(dma_data_width=width, max_burst_beats=max_beats, addr_width=ADDR_WIDTH,
                  dram_size=1 << 12)
+    _run_and_check(cfg, window, cmds, seed)
+
+
+def _run_and_check(cfg, window, cmds, seed):
     rng = random.Random(seed)
     dut = BurstGen(cfg)
     results = []
@@ -120,3 +124,36 @@ def test_bursts_cover_rows(scenario):
     sim.run()
     for cmd, entries in zip(cmds, results, strict=True):
         check_command(cfg, cmd, window, entries)
+
+
+NARROW_WIDTH = 16
+
+
+@st.composite
+def edge_scenarios(draw):
+    """Commands at the edges of a narrow address space: rows running past its top, strides
+    at or beyond 2**addr_width, windows ending at the top."""
+    space = 1 << NARROW_WIDTH
+    width = draw(st.sampled_from([32, 64, 128]))
+    max_beats = draw(st.sampled_from([1, 4, 256]))
+    base = draw(st.one_of(st.just(0), st.integers(0, space - 1),
+                          st.integers(space - 600, space - 1)))
+    size = draw(st.one_of(st.just(space - base), st.just(space - 1), st.integers(0, space - 1)))
+    near_top = st.integers(1, 700).map(lambda d: space - d)
+    cmds = []
+    for _ in range(draw(st.integers(1, 3))):
+        stride = draw(st.one_of(st.integers(0, 700), near_top, st.integers(space, space + 700),
+                                st.integers(space, (1 << 32) - 1)))
+        cmds.append({"addr": draw(st.one_of(near_top, st.integers(0, space - 1), st.just(0))),
+                     "rows": draw(st.integers(1, 4)), "row_bytes": draw(st.integers(1, 700)),
+                     "stride": stride})
+    return width, max_beats, (base, size % space), cmds, draw(st.integers(0, 1 << 32))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edge_scenarios())
+def test_bursts_at_the_top_of_the_address_space(scenario):
+    width, max_beats, window, cmds, seed = scenario
+    cfg = Config(dma_data_width=width, max_burst_beats=max_beats, addr_width=NARROW_WIDTH,
+                 dram_size=1 << 12)
+    _run_and_check(cfg, window, cmds, seed)
