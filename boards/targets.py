@@ -133,9 +133,9 @@ class Target:
 ICEBREAKER_CFG = Config(
     rows=4, cols=4, dataflow="ws", mac_dsp="ice40_dual",
     scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
-    output_lanes=1, output_lane="serial", dma_data_width=32, addr_width=17, id_width=1,
-    max_burst_beats=16, max_outstanding=1, dram_base=0, dram_size=128 * KIB, queue_depth=1,
-    fetch_chunk=1)
+    output_lanes=1, output_lane="serial", acc_read_ports=1, dma_data_width=32, addr_width=17,
+    id_width=1, max_burst_beats=16, max_outstanding=1, dram_base=0, dram_size=128 * KIB,
+    queue_depth=1, fetch_chunk=1, perf_counters="basic")
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
 ECP5_85F_CFG = Config(

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 
-__all__ = ["Config", "ConfigError", "DATAFLOWS", "MAC_DSPS", "OUTPUT_LANES"]
+__all__ = ["Config", "ConfigError", "DATAFLOWS", "MAC_DSPS", "OUTPUT_LANES", "PERF_COUNTERS"]
 
 
 DATAFLOWS = ("ws", "os", "both")
 OUTPUT_LANES = ("pipelined", "serial")
 MAC_DSPS = ("generic", "ice40_dual")
+PERF_COUNTERS = ("all", "basic")
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,8 @@ class Config:
       queue_depth       instructions waiting in each of the load / exec / store queues.
       fetch_chunk       instructions per instruction-fetch DMA command; the fetch buffer
                         holds two chunks.
+      perf_counters     "all" or "basic": only PERF_CYCLES and the DMA byte counts count,
+                        the other PERF_* registers read 0.
     """
 
     rows: int = _knob(16, "systolic array rows R (the reduction dimension in WS)")
@@ -99,6 +102,8 @@ class Config:
     dram_size: int = _knob(1 << 31, "reset value of the DRAM window size in bytes")
     queue_depth: int = _knob(8, "instructions waiting in each unit queue (1..64)")
     fetch_chunk: int = _knob(8, "instructions per fetch DMA command (1..64); two are buffered")
+    perf_counters: str = _knob("all", "performance counters: all, or basic (PERF_CYCLES and the"
+                                      " DMA byte counts; the other PERF_* read 0)")
 
     MAX_DIM: ClassVar[int] = 512
     MAX_QUEUE: ClassVar[int] = 64
@@ -171,6 +176,8 @@ class Config:
         self._check("dram_size", isinstance(self.dram_size, int)
                     and 0 < self.dram_size <= (1 << self.addr_width) - self.dram_base,
                     "must be positive and end within the address space")
+        self._check("perf_counters", self.perf_counters in PERF_COUNTERS,
+                    f"must be one of {PERF_COUNTERS}")
         for name in ("queue_depth", "fetch_chunk"):
             value = getattr(self, name)
             self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_QUEUE,

@@ -156,13 +156,15 @@ class TensorCore(wiring.Component):
             regs.perf_dma_wr_bytes.count.eq(dma.bytes_written),
             dma.clear_counters.eq(ctrl.fetch_start),
         ]
-        counters = {
-            "perf_cycles": ctrl.busy,
-            "perf_busy_load": load.ctrl.executing,
-            "perf_busy_exec": exe.ctrl.executing,
-            "perf_busy_store": store.ctrl.executing,
-            "perf_stall": exe.stalled,
-        }
+        counters = {"perf_cycles": ctrl.busy}
+        # perf_counters="basic" (small FPGAs) leaves the others out: they read 0.
+        if cfg.perf_counters == "all":
+            counters.update({
+                "perf_busy_load": load.ctrl.executing,
+                "perf_busy_exec": exe.ctrl.executing,
+                "perf_busy_store": store.ctrl.executing,
+                "perf_stall": exe.stalled,
+            })
         for name, event in counters.items():
             count = Signal(32, name=name)
             with m.If(ctrl.fetch_start):
@@ -170,12 +172,14 @@ class TensorCore(wiring.Component):
             with m.Elif(event):
                 m.d.sync += count.eq(count + 1)
             m.d.comb += getattr(regs, name).count.eq(count)
-        macs = Signal(64)
-        with m.If(ctrl.fetch_start):
-            m.d.sync += macs.eq(0)
-        with m.Elif(exe.mac_beats):
-            m.d.sync += macs.eq(macs + cfg.rows * cfg.cols)
-        m.d.comb += [regs.perf_macs_lo.count.eq(macs[:32]), regs.perf_macs_hi.count.eq(macs[32:])]
+        if cfg.perf_counters == "all":
+            macs = Signal(64)
+            with m.If(ctrl.fetch_start):
+                m.d.sync += macs.eq(0)
+            with m.Elif(exe.mac_beats):
+                m.d.sync += macs.eq(macs + cfg.rows * cfg.cols)
+            m.d.comb += [regs.perf_macs_lo.count.eq(macs[:32]),
+                         regs.perf_macs_hi.count.eq(macs[32:])]
 
         # Watchdog: no bus handshake and no dispatch for WATCHDOG cycles while busy.
         axi = self.m_axi

@@ -1,7 +1,8 @@
 """The iCEBreaker Config end to end (emitted Verilog in Verilator against the golden machine):
 its unit queues and units hold only the instruction bits a legal instruction can have set,
 its fetcher writes rows into its buffer in place, so check GEMMs with backpressure, illegal
-range fields whose only offending bits are the ones the queues drop, and a fetch fault."""
+range fields whose only offending bits are the ones the queues drop, and a fetch fault; its
+basic performance counters count cycles and DMA bytes only."""
 
 import numpy as np
 import pytest
@@ -66,3 +67,15 @@ def test_fetch_fault_reports_the_first_instruction_outside_the_window():
         cause, pc, addr = result.error
         assert (isa.ErrorCause(cause), pc, addr) == (isa.ErrorCause.DMA_WINDOW, 2,
                                                      2 * isa.INSTR_BYTES)
+
+
+def test_basic_perf_counters_count_cycles_and_dma_bytes_only():
+    assert CFG.perf_counters == "basic"
+    words = [isa.encode("LOAD", rows=2, row_elems=4, dram_addr=0x100, dram_stride=4),
+             isa.encode("HALT")]
+    results = _run_words(CFG, words, data=bytes(range(256)))
+    counters = results["rtl"].counters
+    assert results["rtl"].error is None and results["rtl"].cycles > 0
+    assert counters["dma_bytes_read"] == 2 * isa.INSTR_BYTES + 2 * 4
+    for name in ("busy_load", "busy_exec", "busy_store", "stall_exec", "macs_issued"):
+        assert counters[name] == 0, name

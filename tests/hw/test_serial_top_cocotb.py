@@ -1,19 +1,21 @@
 """The whole accelerator with the serial output lane and the qparam rows in block RAM
-(``Config.output_lane="serial"``, as on the iCEBreaker): GEMMs with int8 (per-column
-requantisation, bias) and int32 outputs, bit-exact with the golden runtime and numpy."""
+(``Config.output_lane="serial"`` with ``acc_read_ports=1``: the iCEBreaker's Config): GEMMs
+with int8 (per-column requantisation, bias) and int32 outputs, bit-exact with the golden
+runtime and numpy."""
 
 import numpy as np
 import pytest
 
-from hw.config import Config
+from boards.targets import BOARDS
 from sim import golden
 
 from .test_top_cocotb import _int8, _runtimes, _seed
 
 pytestmark = [pytest.mark.cocotb, pytest.mark.xdist_group("top")]
 
-CFG = Config(rows=4, cols=4, dataflow="ws", scratchpad_kib=4, accumulator_kib=1,
-             dma_data_width=32, output_lanes=1, output_lane="serial")
+# The iCEBreaker's Config (serial lane, one accumulator read port; the same Verilator build
+# as tests/hw/test_lean_control_cocotb.py) with a DRAM window the simulated RAM holds quickly.
+CFG = BOARDS["icebreaker"].cfg.replace(dram_size=16 * 1024)
 
 
 def test_serial_lane_gemms_match_golden_and_numpy():
