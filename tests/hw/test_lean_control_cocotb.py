@@ -1,6 +1,7 @@
 """The iCEBreaker Config end to end (emitted Verilog in Verilator against the golden machine):
 its unit queues and units hold only the instruction bits a legal instruction can have set,
-its fetcher writes rows into its buffer in place, so check GEMMs with backpressure, illegal
+its fetcher writes rows into its buffer in place, its output lane is serial and reads the
+accumulator through its one shared port, so check GEMMs with backpressure, illegal
 range fields whose only offending bits are the ones the queues drop, and a fetch fault; its
 basic performance counters count cycles and DMA bytes only."""
 
@@ -19,17 +20,24 @@ CFG = BOARDS["icebreaker"].cfg.replace(dram_size=16 * 1024)
 
 
 def test_gemms_match_golden_with_backpressure():
+    """int8 with per-column requantisation and bias through the serial output lane, and
+    int32 + bias (the lane's passthrough)."""
     seed = _seed()
     rng = np.random.default_rng(seed)
-    shapes = [(1, 1, 1), (9, 13, 7)] + [tuple(int(x) for x in rng.integers(1, 12, 3))]
+    shapes = [(1, 1, 1), (9, 13, 7), (9, 4, 3)] + [tuple(int(x) for x in rng.integers(1, 12, 3))]
     for index, (M, K, N) in enumerate(shapes):
         A, B = _int8(rng, (M, K)), _int8(rng, (K, N))
         rtl, gold = _runtimes(CFG, backpressure=index % 2 == 0, seed=seed + index)
-        kw = dict(out_dtype="int8", multiplier=rng.integers(1 << 29, 1 << 31, N),
-                  shift=rng.integers(0, 12, N), zero_point=int(rng.integers(-20, 20)),
-                  bias=rng.integers(-5000, 5000, N, dtype=np.int32), clamp=(-128, 127))
-        expected = golden.requantize(A.astype(np.int64) @ B + kw["bias"], kw["multiplier"],
-                                     kw["shift"], kw["zero_point"], -128, 127)
+        if index == 2:
+            kw = dict(out_dtype="int32", bias=rng.integers(-(1 << 31), 1 << 31, N,
+                                                           dtype=np.int64).astype(np.int32))
+            expected = golden.wrap(A.astype(np.int64) @ B + kw["bias"], 32)
+        else:
+            kw = dict(out_dtype="int8", multiplier=rng.integers(1 << 29, 1 << 31, N),
+                      shift=rng.integers(0, 12, N), zero_point=int(rng.integers(-20, 20)),
+                      bias=rng.integers(-5000, 5000, N, dtype=np.int32), clamp=(-100, 120))
+            expected = golden.requantize(A.astype(np.int64) @ B + kw["bias"], kw["multiplier"],
+                                         kw["shift"], kw["zero_point"], -100, 120)
         C, report = rtl.gemm(A, B, dataflow="ws", **kw)
         C_gold, _ = gold.gemm(A, B, dataflow="ws", **kw)
         assert np.array_equal(C, C_gold), (M, K, N)
