@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from boards.targets import BOARDS
-from sim import golden
 from sw import isa
-from tests.hw.test_top_cocotb import _int8, _run_words, _runtimes, _seed
+from tests.hw.test_top_cocotb import _int8, _quantised_case, _run_words, _runtimes, _seed
 
 pytestmark = [pytest.mark.cocotb, pytest.mark.xdist_group("top")]
 
@@ -28,16 +27,7 @@ def test_gemms_match_golden_with_backpressure():
     for index, (M, K, N) in enumerate(shapes):
         A, B = _int8(rng, (M, K)), _int8(rng, (K, N))
         rtl, gold = _runtimes(CFG, backpressure=index % 2 == 0, seed=seed + index)
-        if index == 2:
-            kw = dict(out_dtype="int32", bias=rng.integers(-(1 << 31), 1 << 31, N,
-                                                           dtype=np.int64).astype(np.int32))
-            expected = golden.wrap(A.astype(np.int64) @ B + kw["bias"], 32)
-        else:
-            kw = dict(out_dtype="int8", multiplier=rng.integers(1 << 29, 1 << 31, N),
-                      shift=rng.integers(0, 12, N), zero_point=int(rng.integers(-20, 20)),
-                      bias=rng.integers(-5000, 5000, N, dtype=np.int32), clamp=(-100, 120))
-            expected = golden.requantize(A.astype(np.int64) @ B + kw["bias"], kw["multiplier"],
-                                         kw["shift"], kw["zero_point"], -100, 120)
+        kw, expected = _quantised_case(rng, A, B, int32=index == 2)
         C, report = rtl.gemm(A, B, dataflow="ws", **kw)
         C_gold, _ = gold.gemm(A, B, dataflow="ws", **kw)
         assert np.array_equal(C, C_gold), (M, K, N)

@@ -44,6 +44,22 @@ def _int8(rng, shape):
     return values
 
 
+def _quantised_case(rng, A, B, *, int32):
+    """Random GEMM options: int32 + bias, or int8 with per-column requantisation, bias, a
+    zero point and a clamp; returns them and the numpy result."""
+    N = B.shape[1]
+    exact = A.astype(np.int64) @ B
+    if int32:
+        kw = dict(out_dtype="int32", bias=rng.integers(-(1 << 31), 1 << 31, N,
+                                                       dtype=np.int64).astype(np.int32))
+        return kw, golden.wrap(exact + kw["bias"], 32)
+    kw = dict(out_dtype="int8", multiplier=rng.integers(1 << 29, 1 << 31, N),
+              shift=rng.integers(0, 12, N), zero_point=int(rng.integers(-20, 20)),
+              bias=rng.integers(-5000, 5000, N, dtype=np.int32), clamp=(-100, 120))
+    return kw, golden.requantize(exact + kw["bias"], kw["multiplier"], kw["shift"],
+                                 kw["zero_point"], -100, 120)
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_random_gemms_match_golden_and_numpy(name):
     cfg = CONFIGS[name]
@@ -55,16 +71,7 @@ def test_random_gemms_match_golden_and_numpy(name):
         A, B = _int8(rng, (M, K)), _int8(rng, (K, N))
         dataflow = ("ws", "os")[index % 2]
         rtl, gold = _runtimes(cfg, backpressure=index % 2 == 1, seed=seed + index)
-        if index % 3 == 0:
-            kw = dict(out_dtype="int32", bias=rng.integers(-(1 << 31), 1 << 31, N,
-                                                           dtype=np.int64).astype(np.int32))
-            expected = golden.wrap(A.astype(np.int64) @ B + kw["bias"], 32)
-        else:
-            kw = dict(out_dtype="int8", multiplier=rng.integers(1 << 29, 1 << 31, N),
-                      shift=rng.integers(0, 12, N), zero_point=int(rng.integers(-20, 20)),
-                      bias=rng.integers(-5000, 5000, N, dtype=np.int32), clamp=(-100, 120))
-            expected = golden.requantize(A.astype(np.int64) @ B + kw["bias"], kw["multiplier"],
-                                         kw["shift"], kw["zero_point"], -100, 120)
+        kw, expected = _quantised_case(rng, A, B, int32=index % 3 == 0)
         C, report = rtl.gemm(A, B, dataflow=dataflow, **kw)
         C_gold, _ = gold.gemm(A, B, dataflow=dataflow, **kw)
         assert np.array_equal(C, C_gold), (M, K, N, dataflow)
