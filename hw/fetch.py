@@ -1,7 +1,7 @@
 """Instruction fetch: program words from DRAM through the DMA read engine."""
 
-from amaranth.hdl import Array, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import isa
@@ -35,8 +35,8 @@ class Fetcher(wiring.Component):
 
     Each instruction is a 16-byte row of the DMA command, so the DMA's row-by-row window
     check stops the fetch exactly at the first instruction outside the window; that pc
-    then carries a ``fault`` marker instead of a word (its ``word`` is meaningless), raised
-    by the dispatcher only if it gets there (a HALT before it means no error).
+    then carries a ``fault`` marker instead of a word, raised by the dispatcher only if it
+    gets there (a HALT before it means no error).
 
     Ports
       start, base, count   In: begin fetching (a pulse; base/count sampled with it).
@@ -66,52 +66,24 @@ class Fetcher(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
+        layout = fetched_layout(cfg.addr_width)
         chunk_max = cfg.fetch_chunk
         depth = _BUFFER_CHUNKS * chunk_max
-        # The buffer: ``depth`` slots a row's beats are written into in place (no assembly
-        # register), and a fault flag per slot. Entries leave in pc order, so their pc is a
-        # count of the entries delivered; the fault that stops the fetch is the last entry
-        # pushed, so its cause and address need one register, not a slot each.
-        beats_per_word = max(1, isa.INSTR_BYTES // cfg.bus_bytes)
-        beat_bits = min(cfg.dma_data_width, isa.INSTR_BITS)
-        slots = Array(Signal(isa.INSTR_BITS, name=f"slot{i}") for i in range(depth))
-        slot_fault = Array(Signal(name=f"slot{i}_fault") for i in range(depth))
-        w_slot = Signal(range(depth))
-        w_beat = Signal(range(beats_per_word))
-        r_slot = Signal(range(depth))
-        level = Signal(range(depth + 1))
-        push = Signal()
-        pop = Signal()
-        delivered = Signal(PC_WIDTH)
-        fault_cause = Signal(ErrorCause)
-        fault_addr = Signal(cfg.addr_width)
-        head_fault = slot_fault[r_slot]
-        m.d.comb += [
-            self.words.payload.word.eq(slots[r_slot]),
-            self.words.payload.pc.eq(delivered),
-            self.words.payload.fault.eq(head_fault),
-            self.words.payload.cause.eq(Mux(head_fault, fault_cause, ErrorCause.NONE)),
-            self.words.payload.addr.eq(Mux(head_fault, fault_addr, 0)),
-            self.words.valid.eq(level != 0),
-            pop.eq(self.words.valid & self.words.ready),
-        ]
-        with m.If(pop):
-            m.d.sync += [delivered.eq(delivered + 1),
-                         r_slot.eq(Mux(r_slot == depth - 1, 0, r_slot + 1))]
-        with m.If(push):
-            m.d.sync += w_slot.eq(Mux(w_slot == depth - 1, 0, w_slot + 1))
-        m.d.sync += level.eq(level + push - pop)
+        m.submodules.buffer = buffer = fifo.SyncFIFO(width=layout.size, depth=depth)
+        m.d.comb += [self.words.payload.eq(buffer.r_data), self.words.valid.eq(buffer.r_rdy),
+                     buffer.r_en.eq(self.words.ready)]
 
         base = Signal(cfg.addr_width)
         count = Signal(PC_WIDTH)
         issued = Signal(PC_WIDTH)     # instructions requested from the DMA
+        received = Signal(PC_WIDTH)   # instructions (or a fault) pushed into the buffer
         in_flight = Signal()
         stopped = Signal()            # a fault or a flush: issue nothing more
         chunk = Signal(range(chunk_max + 1))
         m.d.comb += chunk.eq(Mux(count - issued < chunk_max, count - issued, chunk_max))
 
         # Room for a whole chunk: everything in flight lands in the buffer.
-        room = (depth - level) >= chunk_max
+        room = (depth - buffer.level) >= chunk_max
         m.d.comb += [
             # `flush` (not only `stopped`, a cycle later): the controller may clear the
             # datapath in the very cycle it raises flush, and a command accepted then would
@@ -126,32 +98,35 @@ class Fetcher(wiring.Component):
         with m.If(self.rd_cmd.valid & self.rd_cmd.ready):
             m.d.sync += [in_flight.eq(1), issued.eq(issued + chunk)]
 
-        # A command is issued only with room for all its rows, so the slot being written
-        # is free; a row is pushed (made visible) with its last beat.
-        m.d.comb += [self.rd_data.ready.eq(1), self.rd_status.ready.eq(~self.rd_data.valid)]
+        # Assemble each 16-byte row from its beats.
+        beats_per_word = max(1, isa.INSTR_BYTES // cfg.bus_bytes)
+        word = Signal(isa.INSTR_BITS)
+        if beats_per_word == 1:
+            assembled = self.rd_data.payload.data[:isa.INSTR_BITS]
+        else:
+            assembled = Cat(word[cfg.dma_data_width:], self.rd_data.payload.data)
+        entry = Signal(layout)
+        m.d.comb += [buffer.w_data.eq(entry), self.rd_data.ready.eq(1),
+                     self.rd_status.ready.eq(~self.rd_data.valid)]
         with m.If(self.rd_data.valid):
-            for beat in range(beats_per_word):
-                with m.If(w_beat == beat):
-                    m.d.sync += slots[w_slot][beat * beat_bits:(beat + 1) * beat_bits].eq(
-                        self.rd_data.payload.data[:beat_bits])
-            with m.If(self.rd_data.payload.row_last):
-                m.d.sync += w_beat.eq(0)
-                with m.If(~stopped):
-                    m.d.comb += push.eq(1)
-                    m.d.sync += slot_fault[w_slot].eq(0)
-            with m.Else():
-                m.d.sync += w_beat.eq(w_beat + 1)
+            if beats_per_word > 1:
+                # The first beat holds the low bytes: shift down as beats arrive.
+                m.d.sync += word.eq(Cat(word[cfg.dma_data_width:], self.rd_data.payload.data))
+            with m.If(self.rd_data.payload.row_last & ~stopped):
+                m.d.comb += [entry.word.eq(assembled), entry.pc.eq(received),
+                             buffer.w_en.eq(1)]
+                m.d.sync += received.eq(received + 1)
         with m.If(self.rd_status.valid & self.rd_status.ready):
             m.d.sync += in_flight.eq(0)
             with m.If((self.rd_status.payload.cause != ErrorCause.NONE) & ~stopped):
-                m.d.comb += push.eq(1)
-                m.d.sync += [slot_fault[w_slot].eq(1), stopped.eq(1),
-                             fault_cause.eq(self.rd_status.payload.cause),
-                             fault_addr.eq(self.rd_status.payload.addr)]
+                m.d.comb += [entry.fault.eq(1), entry.pc.eq(received),
+                             entry.cause.eq(self.rd_status.payload.cause),
+                             entry.addr.eq(self.rd_status.payload.addr), buffer.w_en.eq(1)]
+                m.d.sync += stopped.eq(1)
 
         with m.If(self.flush):
             m.d.sync += stopped.eq(1)
         with m.If(self.start):
             m.d.sync += [base.eq(self.base), count.eq(self.count), issued.eq(0),
-                         delivered.eq(0), stopped.eq(0)]
+                         received.eq(0), stopped.eq(0)]
         return m
