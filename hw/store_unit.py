@@ -76,24 +76,21 @@ class StoreUnit(wiring.Component):
         pc = Signal.like(self.ctrl.pc)
         params = pipeline.params
         slot = instr.qslot * len(isa.QPARAM_KINDS)
+        m.d.comb += [
+            params.out_int32.eq(instr.out_int32),
+            params.zero_point.eq(config.zero_point),
+            params.clamp_lo.eq(config.clamp_lo),
+            params.clamp_hi.eq(config.clamp_hi),
+        ]
         if serial:
-            m.d.comb += [
-                params.out_int32.eq(instr.out_int32),
-                params.zero_point.eq(config.zero_point),
-                params.clamp_lo.eq(config.clamp_lo),
-                params.clamp_hi.eq(config.clamp_hi),
-            ]
+            # The serial lane gets bias / multiplier / shift resolved, one at a time.
             self._qparam_memory(m, pipeline, slot, config)
         else:
             m.d.comb += [
-                params.out_int32.eq(instr.out_int32),
                 params.bias_en.eq(config.bias_en),
                 params.per_column.eq(config.per_column),
                 params.multiplier.eq(config.multiplier),
                 params.shift.eq(config.shift),
-                params.zero_point.eq(config.zero_point),
-                params.clamp_lo.eq(config.clamp_lo),
-                params.clamp_hi.eq(config.clamp_hi),
             ]
             self._qparam_registers(m, params, slot)
 
@@ -104,6 +101,8 @@ class StoreUnit(wiring.Component):
         max_beats = row_beats(4 * C, cfg.bus_bytes)
         row_bytes = Signal(range(4 * C + 1))
         m.d.comb += row_bytes.eq(Mux(instr.out_int32, instr.row_elems << 2, instr.row_elems))
+        rows_out = Signal(16)
+        rows_req = Signal(16)
         if not serial:
             nbeats = Signal(range(max_beats + 1))
             m.d.comb += nbeats.eq((row_bytes + cfg.bus_bytes - 1)
@@ -115,10 +114,6 @@ class StoreUnit(wiring.Component):
                                       Cat(result[j][:8] for j in range(C))))
             beats = Array(packed[i * bus_bits:(i + 1) * bus_bits] for i in range(max_beats))
             beat = Signal(range(max_beats + 1))
-        rows_out = Signal(16)
-        rows_req = Signal(16)
-
-        if not serial:
             m.d.comb += [
                 self.wr_data.payload.data.eq(beats[beat]),
                 self.wr_data.payload.row_last.eq(beat == nbeats - 1),
