@@ -54,14 +54,19 @@ class _Violation(wiring.Component):
         return m
 
 
+def _prove_no_violation(tmp_path, cfg, queue):
+    """yosys's SAT proof that :class:`_Violation` never fires (the completed process)."""
+    (tmp_path / "v.il").write_text(rtlil.convert(_Violation(cfg, queue), name="v"))
+    return subprocess.run(
+        [YOSYS, "-q", "-p", "read_rtlil v.il; proc -norom; flatten; opt_clean;"
+         " sat -verify -prove bad 0 v"], cwd=tmp_path, capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_dropped_bits_are_constant_in_legal_instructions(tmp_path, name):
     cfg = CONFIGS[name]
     for queue in QUEUES:
-        (tmp_path / "v.il").write_text(rtlil.convert(_Violation(cfg, queue), name="v"))
-        result = subprocess.run(
-            [YOSYS, "-q", "-p", "read_rtlil v.il; proc -norom; flatten; opt_clean;"
-             " sat -verify -prove bad 0 v"], cwd=tmp_path, capture_output=True, text=True)
+        result = _prove_no_violation(tmp_path, cfg, queue)
         assert result.returncode == 0, (queue, result.stdout[-2000:], result.stderr[-2000:])
 
 
@@ -74,11 +79,7 @@ def test_the_proof_catches_a_wrong_mask(tmp_path, monkeypatch):
         mask, ones = real(cfg, queue)
         return mask & ~(1 << isa.INSTRUCTIONS["LOAD"].field("rows").lsb), ones
     monkeypatch.setattr("tests.hw.test_decoder_legal_bits.legal_bits", too_narrow)
-    (tmp_path / "v.il").write_text(rtlil.convert(_Violation(cfg, Queue.LOAD), name="v"))
-    result = subprocess.run(
-        [YOSYS, "-q", "-p", "read_rtlil v.il; proc -norom; flatten; opt_clean;"
-         " sat -verify -prove bad 0 v"], cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode != 0
+    assert _prove_no_violation(tmp_path, cfg, Queue.LOAD).returncode != 0
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
