@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .config import Config
+from .decoder import fits_signed
 from .repeat import place
 
 
@@ -311,15 +312,9 @@ _NARROW_WIDTH = ZERO_POINT_WIDTH + 2
 _BYTE = 8
 
 
-def _fits(value, width):
-    """Whether signed ``value`` fits in ``width`` signed bits."""
-    top = value[width - 1:]
-    return top.all() | ~top.any()
-
-
 def _saturate(value, width):
     """``value`` (signed) saturated to ``width`` signed bits."""
-    return Mux(_fits(value, width), value[:width].as_signed(),
+    return Mux(fits_signed(value, width), value[:width].as_signed(),
                Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1))
 
 
@@ -406,8 +401,8 @@ class SerialOutputPipeline(wiring.Component):
         # np.clip(y, lo, hi) then saturation to output_width: both are monotonic, so
         # saturating y, lo and hi first gives the same result with narrow comparisons.
         width = cfg.output_width
-        narrow = _fits(prod, _NARROW_WIDTH)
-        y_sat = Mux(narrow & _fits(y, width), y[:width].as_signed(),
+        narrow = fits_signed(prod, _NARROW_WIDTH)
+        y_sat = Mux(narrow & fits_signed(y, width), y[:width].as_signed(),
                     Mux(Mux(narrow, y[-1], prod[-1]), -(1 << (width - 1)), (1 << (width - 1)) - 1))
         lo, hi = (_saturate(v, width) for v in (p.clamp_lo, p.clamp_hi))
         # min(max(y, lo), hi) as two comparisons in a row (hi wins when lo > hi).
