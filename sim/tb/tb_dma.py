@@ -343,6 +343,9 @@ def random_cmd(rng, cfg, region, max_rows=6, max_row_bytes=None):
     whole = rng.randint(1, max_row_bytes // bus) * bus  # bus-multiple rows hit the edge cases
     row_bytes = rng.choice([rng.randint(1, max_row_bytes), whole, whole + rng.choice([-1, 1])])
     stride = rng.choice([row_bytes, row_bytes + rng.randint(1, 64), rng.randint(1, 2 * row_bytes)])
+    # The command must fit in the region: a shorter row, fewer rows where it would not.
+    row_bytes = min(row_bytes, len(region) - 1)
+    rows = max(1, min(rows, (len(region) - 1 - row_bytes) // stride + 1))
     span = (rows - 1) * stride + row_bytes
     addr = rng.randrange(region.start, region.stop - span)
     if rng.random() < 0.3:
