@@ -70,10 +70,13 @@ def main(argv=None):
     parser.add_argument("board", choices=BOARDS)
     parser.add_argument("--depth", type=int, default=4,
                         help="module levels below the top to roll up to (default 4)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="directory for the synthesis files and fit.md"
+                             " (default build/fit_BOARD)")
     args = parser.parse_args(argv)
     target = get_target(args.board)
     _, plan = _build(target, do_build=False)
-    path = Path("build") / f"fit_{target.name}"
+    path = args.out or Path("build") / f"fit_{target.name}"
     plan.extract(str(path))
     script = (path / f"{target.name}.ys").read_text()
     # The board's own script with the hierarchy kept, up to LUT mapping (yosys's ABC
