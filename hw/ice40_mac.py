@@ -19,9 +19,15 @@ The block adds the low 16 bits of the accumulator; the bits above them take the 
 bit 15, which the block does not output, in logic. Because an 8x8 product ``x`` is within
 ``[-2**14, 2**14]``, that carry (``floor((x + c_low) / 2**16)``, one of -1, 0, +1) follows
 from bit 15 of ``c`` and bits 15 and 14 of the low sum (see :func:`_carry_out_of_low`).
+
+Registered (``*OUTPUT_SELECT = 1``): the block's output registers hold the low sums, with
+``OHOLD* = ~en`` as their clock enable, and their asynchronous resets (``ORST*``) unused; the
+high bits of the addend and its bit 15 are registered in logic next to them and the carry is
+added after the registers. With ``registered_b`` the block's B input register holds both
+halves' ``b`` (the cells' active weights), loaded on ``load`` with ``en`` (``BHOLD``).
 """
 
-from amaranth.hdl import Cat, Const, Instance, Module, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,6 +46,7 @@ _ADDSUB_LOWER_PRODUCT = 1   # *ADDSUB_LOWERINPUT: the half's 8x8 product (F or G
 _ADDSUB_UPPER_INPUT = 1     # *ADDSUB_UPPERINPUT: the C (top) or D (bottom) input
 _ADDSUB_CARRY_ZERO = 0      # *ADDSUB_CARRYSELECT: carry in 0 (the halves independent)
 _OUTPUT_ADDER = 0           # *OUTPUT_SELECT: the adder's output, unregistered
+_OUTPUT_REGISTER = 1        # *OUTPUT_SELECT: the adder's output register
 
 
 class Ice40DualMac(wiring.Component):
@@ -52,6 +59,12 @@ class Ice40DualMac(wiring.Component):
         Signed operand widths, each from 1 to 8.
     acc_width : int
         Signed width of ``c`` and ``s``, at least ``a_width + b_width``.
+    registered : bool
+        ``s`` is the sum of the operands of the last cycle with ``en`` (the block's output
+        registers); otherwise ``s`` is combinational.
+    registered_b : bool
+        (``registered``) The products take ``b`` from the block's B register, which takes
+        ``b`` in each cycle with ``en`` and ``load``.
 
     Ports
     -----
@@ -60,13 +73,18 @@ class Ice40DualMac(wiring.Component):
     c : In(ArrayLayout(signed(acc_width), 2))
     s : Out(ArrayLayout(signed(acc_width), 2))
         Element 0 uses the block's bottom half, element 1 its top half.
+    en : In(1) (``registered``)
+        Clock enable of the sum registers. They have no (synchronous) reset.
+    load : In(1) (``registered_b``)
+        The B register takes ``b`` (with ``en``). It has no (synchronous) reset.
 
     Latency 0: combinational (no register of the block is used, so a MAC cell built on it
-    keeps its one-register timing); throughput two multiply-adds per cycle. Elaborates to an
-    ``Instance`` of the iCE40 primitive: simulate it with a model of SB_MAC16.
+    keeps its one-register timing); ``registered``: 1 cycle with ``en`` (the register of the
+    cell). Throughput two multiply-adds per cycle. Elaborates to an ``Instance`` of the iCE40
+    primitive: simulate it with a model of SB_MAC16.
     """
 
-    def __init__(self, *, a_width, b_width, acc_width):
+    def __init__(self, *, a_width, b_width, acc_width, registered=False, registered_b=False):
         for name, value in (("a_width", a_width), ("b_width", b_width)):
             if not isinstance(value, int) or not 1 <= value <= DSP_OPERAND_WIDTH:
                 raise ValueError(f"Ice40DualMac {name}={value!r} must be an integer from 1"
@@ -75,12 +93,20 @@ class Ice40DualMac(wiring.Component):
             raise ValueError(f"Ice40DualMac acc_width={acc_width!r} must be an integer of at"
                              f" least a_width + b_width = {a_width + b_width}")
         self.a_width, self.b_width, self.acc_width = a_width, b_width, acc_width
-        super().__init__({
+        if registered_b and not registered:
+            raise ValueError("Ice40DualMac registered_b needs registered")
+        self.registered, self.registered_b = registered, registered_b
+        members = {
             "a": In(data.ArrayLayout(signed(a_width), MACS_PER_DSP)),
             "b": In(data.ArrayLayout(signed(b_width), MACS_PER_DSP)),
             "c": In(data.ArrayLayout(signed(acc_width), MACS_PER_DSP)),
             "s": Out(data.ArrayLayout(signed(acc_width), MACS_PER_DSP)),
-        })
+        }
+        if registered:
+            members["en"] = In(1)
+        if registered_b:
+            members["load"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -94,29 +120,36 @@ class Ice40DualMac(wiring.Component):
             m.d.comb += [a[i].eq(self.a[i]), b[i].eq(self.b[i]), c[i].eq(self.c[i])]
         out = Signal(MACS_PER_DSP * HALF_WIDTH)
         zero = Const(0, 1)
+        if self.registered:
+            # CE enables every register of the block; the unused ones are bypassed.
+            output_select, clock, enable, hold = _OUTPUT_REGISTER, ClockSignal(), 1, ~self.en
+        else:
+            output_select, clock, enable, hold = _OUTPUT_ADDER, zero, zero, zero
+        b_reg, b_hold = (1, ~(self.en & self.load)) if self.registered_b else (0, zero)
         m.submodules.dsp = Instance(
             "SB_MAC16",
             p_MODE_8x8=Const(1, 1), p_A_SIGNED=Const(1, 1), p_B_SIGNED=Const(1, 1),
             p_TOPADDSUB_LOWERINPUT=Const(_ADDSUB_LOWER_PRODUCT, 2),
             p_TOPADDSUB_UPPERINPUT=Const(_ADDSUB_UPPER_INPUT, 1),
             p_TOPADDSUB_CARRYSELECT=Const(_ADDSUB_CARRY_ZERO, 2),
-            p_TOPOUTPUT_SELECT=Const(_OUTPUT_ADDER, 2),
+            p_TOPOUTPUT_SELECT=Const(output_select, 2),
             p_BOTADDSUB_LOWERINPUT=Const(_ADDSUB_LOWER_PRODUCT, 2),
             p_BOTADDSUB_UPPERINPUT=Const(_ADDSUB_UPPER_INPUT, 1),
             p_BOTADDSUB_CARRYSELECT=Const(_ADDSUB_CARRY_ZERO, 2),
-            p_BOTOUTPUT_SELECT=Const(_OUTPUT_ADDER, 2),
-            # Every register bypassed.
-            p_NEG_TRIGGER=zero, p_C_REG=zero, p_A_REG=zero, p_B_REG=zero, p_D_REG=zero,
+            p_BOTOUTPUT_SELECT=Const(output_select, 2),
+            # Every other register bypassed.
+            p_NEG_TRIGGER=zero, p_C_REG=zero, p_A_REG=zero, p_B_REG=Const(b_reg, 1),
+            p_D_REG=zero,
             p_TOP_8x8_MULT_REG=zero, p_BOT_8x8_MULT_REG=zero,
             p_PIPELINE_16x16_MULT_REG1=zero, p_PIPELINE_16x16_MULT_REG2=zero,
-            i_CLK=zero, i_CE=zero,
+            i_CLK=clock, i_CE=enable,
             # The bottom half takes bits [7:0] of A and B and adds D, the top half bits
             # [15:8] and adds C.
             i_A=Cat(a[0], a[1]), i_B=Cat(b[0], b[1]), i_C=c[1], i_D=c[0],
-            i_AHOLD=zero, i_BHOLD=zero, i_CHOLD=zero, i_DHOLD=zero,
+            i_AHOLD=zero, i_BHOLD=b_hold, i_CHOLD=zero, i_DHOLD=zero,
             i_IRSTTOP=zero, i_IRSTBOT=zero, i_ORSTTOP=zero, i_ORSTBOT=zero,
             i_OLOADTOP=zero, i_OLOADBOT=zero, i_ADDSUBTOP=zero, i_ADDSUBBOT=zero,
-            i_OHOLDTOP=zero, i_OHOLDBOT=zero,
+            i_OHOLDTOP=hold, i_OHOLDBOT=hold,
             i_CI=zero, i_ACCUMCI=zero, i_SIGNEXTIN=zero,
             o_O=out,
         )
@@ -125,10 +158,17 @@ class Ice40DualMac(wiring.Component):
             if self.acc_width <= HALF_WIDTH:
                 m.d.comb += self.s[i].eq(low)
                 continue
+            c_high, c15 = self.c[i][HALF_WIDTH:], self.c[i][HALF_WIDTH - 1]
+            if self.registered:
+                # Registered with the block's low sum, and like it without a reset.
+                c_high_reg = Signal.like(c_high, name=f"c_high{i}", reset_less=True)
+                c15_reg = Signal(name=f"c15_{i}", reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += [c_high_reg.eq(c_high), c15_reg.eq(c15)]
+                c_high, c15 = c_high_reg, c15_reg
             high = Signal(self.acc_width - HALF_WIDTH, name=f"high{i}")
-            carry = _carry_out_of_low(m, self.c[i][HALF_WIDTH - 1], low, name=f"carry{i}")
-            m.d.comb += [high.eq(self.c[i][HALF_WIDTH:] + carry),
-                         self.s[i].eq(Cat(low, high))]
+            carry = _carry_out_of_low(m, c15, low, name=f"carry{i}")
+            m.d.comb += [high.eq(c_high + carry), self.s[i].eq(Cat(low, high))]
         return m
 
 

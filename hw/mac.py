@@ -12,7 +12,8 @@ WEIGHT_BUFFERS = 2
 
 
 def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True,
-                       external_mac=False):
+                       broadcast=False, external_mac=False, registered_mac=False,
+                       registered_weight=False):
     """The ports of a :class:`MacCell` with these parameters (validated)."""
     for name, value in (("input_width", input_width), ("weight_width", weight_width),
                         ("acc_width", acc_width)):
@@ -23,22 +24,32 @@ def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True
                          f" weight_width = {input_width + weight_width}")
     if not (ws or os):
         raise ValueError("MacCell needs at least one of ws, os")
+    if broadcast and os:
+        raise ValueError("MacCell broadcast is for WS alone: OS passes the A operand and the"
+                         " drain wavefront along the row")
+    if registered_mac and not (external_mac and ws and not os):
+        raise ValueError("MacCell registered_mac needs external_mac and the WS dataflow alone"
+                         " (an OS cell keeps its own sum registers)")
+    if registered_weight and not (registered_mac and broadcast):
+        raise ValueError("MacCell registered_weight needs registered_mac and broadcast")
     h_fields = {"a": signed(input_width)}
     v_fields = {"p": signed(acc_width)}
-    if ws:
+    if ws and not broadcast:
         h_fields["sel"] = range(WEIGHT_BUFFERS)
     if os:
         h_fields["last"] = 1
         v_fields["b"] = signed(weight_width)
         v_fields["shift"] = 1
     h_layout, v_layout = data.StructLayout(h_fields), data.StructLayout(v_fields)
-    w_layout = data.ArrayLayout(signed(weight_width), WEIGHT_BUFFERS)
-    members = {
-        "en": In(1),
-        "h_in": In(h_layout), "h_out": Out(h_layout),
-        "v_in": In(v_layout), "v_out": Out(v_layout),
-    }
-    if ws:
+    members = {"en": In(1), "h_in": In(h_layout)}
+    if not broadcast:
+        members["h_out"] = Out(h_layout)
+    members.update(v_in=In(v_layout), v_out=Out(v_layout))
+    if broadcast:
+        members.update(w_in=In(signed(weight_width)), w_out=Out(signed(weight_width)),
+                       w_shift=In(1), load=In(1))
+    elif ws:
+        w_layout = data.ArrayLayout(signed(weight_width), WEIGHT_BUFFERS)
         members.update(w_in=In(w_layout), w_out=Out(w_layout), w_shift=In(WEIGHT_BUFFERS))
     if os:
         members["drain"] = In(1)
@@ -58,27 +69,46 @@ class MacCell(wiring.Component):
     Parameters
     ----------
     input_width, weight_width, acc_width : int
-        Signed widths of an activation, a weight and an accumulator (wrapping).
+        Signed widths of an activation, a weight and the cell's sums (wrapping): the vertical
+        ``p`` and the OS accumulator. A WS-only array passes the width its exact partial
+        sums need (:func:`hw.mac_grid.psum_width`), which may be less than the Config's.
     ws, os : bool
         Which dataflows the cell supports (at least one).
+    broadcast : bool
+        (WS only) The grid gives each activation to its whole row at once: the cell has no
+        ``h_out``, and instead of two weight buffers selected per activation it has a shadow
+        weight, shifting in with the tile, and an active one, loaded from it on ``load``.
     external_mac : bool
         The multiply-add is outside the cell (``mac_in`` / ``mac_out``), e.g. half of a DSP
         block shared by two cells (:mod:`hw.ice40_mac`); otherwise the cell computes it.
+    registered_mac : bool
+        (``external_mac``, WS only) The external multiply-add registers its sum: its register
+        is the cell's partial-sum register, and ``v_out.p`` is ``mac_out``.
+    registered_weight : bool
+        (``registered_mac``, ``broadcast``) The external multiply-add holds the active weight
+        too: ``mac_in.b`` is the shadow weight, which it registers on ``load`` with ``en``.
 
     Ports
     -----
     en : In(1)
         Clock enable of every register in the cell (the array's global stall).
-    h_in, h_out : In/Out(h_layout)
-        Horizontal operand: ``a`` (activation), ``sel`` (WS: weight buffer used by this
-        activation) and ``last`` (OS: the final beat of a group; the cell moves its sum into
-        ``p`` and restarts from zero).
+    h_in, h_out : In/Out(h_layout) (no ``h_out`` with ``broadcast``)
+        Horizontal operand: ``a`` (activation), ``sel`` (WS but ``broadcast``: weight buffer
+        used by this activation) and ``last`` (OS: the final beat of a group; the cell moves
+        its sum into ``p`` and restarts from zero).
     v_in, v_out : In/Out(v_layout)
         Vertical operand: ``p`` (WS: partial sum; OS: finished result draining down),
         ``b`` (OS: the B operand) and ``shift`` (OS: the drain wavefront, see below).
+        In a WS-only cell the ``p`` register has no reset: a WS partial sum needs none (see
+        :class:`hw.systolic.SystolicArray`), and an SB_MAC16 output register that may hold it
+        (``registered_mac``) has only an asynchronous one.
     w_in, w_out, w_shift : (WS)
         The two weight buffers; buffer ``i`` takes ``w_in[i]`` (the cell above) when
-        ``w_shift[i]``, so a column of cells is a shift register per buffer.
+        ``w_shift[i]``, so a column of cells is a shift register per buffer. ``broadcast``:
+        the shadow weight, taking ``w_in`` when ``w_shift``.
+    load : In(1) (``broadcast``)
+        The active weight takes the shadow weight: the weight of the activations from the
+        next cycle on.
     drain : In(1) (OS)
         Pulses once per group, for the whole column, when the column's results are complete.
         A cell then takes ``p`` from above for as many cycles as it has cells above it (the
@@ -91,19 +121,24 @@ class MacCell(wiring.Component):
         The cell's operands this cycle: ``a``, ``b`` (the weight, or OS ``b``) and ``c`` (the
         partial sum from above, or the OS accumulator), and in the same cycle
         ``a * b + c`` (wrapping to ``acc_width``) from the external, combinational,
-        multiply-add.
+        multiply-add; with ``registered_mac``, that sum for the operands of the last cycle
+        with ``en`` (the external adder's register advances with ``en``).
 
     Latency 1 cycle (every output is a register); throughput one operand set per cycle.
     """
 
     def __init__(self, *, input_width, weight_width, acc_width, ws=True, os=True,
-                 external_mac=False):
+                 broadcast=False, external_mac=False, registered_mac=False,
+                 registered_weight=False):
         signature = mac_cell_signature(input_width=input_width, weight_width=weight_width,
-                                       acc_width=acc_width, ws=ws, os=os,
-                                       external_mac=external_mac)
+                                       acc_width=acc_width, ws=ws, os=os, broadcast=broadcast,
+                                       external_mac=external_mac,
+                                       registered_mac=registered_mac,
+                                       registered_weight=registered_weight)
         self.input_width, self.weight_width, self.acc_width = input_width, weight_width, acc_width
-        self.ws, self.os = ws, os
-        self.external_mac = external_mac
+        self.ws, self.os, self.broadcast = ws, os, broadcast
+        self.external_mac, self.registered_mac = external_mac, registered_mac
+        self.registered_weight = registered_weight
         self.h_layout = signature.members["h_in"].shape
         self.v_layout = signature.members["v_in"].shape
         if ws:
@@ -113,12 +148,31 @@ class MacCell(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        h = Signal(self.h_layout)
-        v = Signal(self.v_layout)
-        m.d.comb += [self.h_out.eq(h), self.v_out.eq(v)]
+        if not self.broadcast:
+            h = Signal(self.h_layout)
+            m.d.comb += self.h_out.eq(h)
+        if self.registered_mac:
+            m.d.comb += self.v_out.p.eq(self.mac_out)
+        else:
+            v = Signal(self.v_layout, reset_less=not self.os)
+            m.d.comb += self.v_out.eq(v)
 
         a = self.h_in.a
-        if self.ws:
+        if self.broadcast:
+            shadow = Signal(self.w_layout)
+            m.d.comb += self.w_out.eq(shadow)
+            with m.If(self.en & self.w_shift):
+                m.d.sync += shadow.eq(self.w_in)
+            if self.registered_weight:
+                weight = shadow
+            else:
+                # Like the partial sums, not reset: a group's first beat loads it in every row
+                # before its products use it, and after `clear` none is accepted before a
+                # whole tile has shifted in.
+                weight = Signal(self.w_layout, reset_less=True)
+                with m.If(self.en & self.load):
+                    m.d.sync += weight.eq(shadow)
+        elif self.ws:
             weights = Signal(self.w_layout)
             m.d.comb += self.w_out.eq(weights)
             with m.If(self.en):
@@ -154,7 +208,8 @@ class MacCell(wiring.Component):
                 os_sum = acc + product
 
         def ws_step():
-            m.d.sync += v.p.eq(ws_sum)
+            if not self.registered_mac:
+                m.d.sync += v.p.eq(ws_sum)
 
         def os_step():
             with m.If(self.h_in.last):
@@ -165,7 +220,8 @@ class MacCell(wiring.Component):
                     m.d.sync += v.p.eq(self.v_in.p)
 
         with m.If(self.en):
-            m.d.sync += h.eq(self.h_in)
+            if not self.broadcast:
+                m.d.sync += h.eq(self.h_in)
             if self.os:
                 m.d.sync += [v.b.eq(self.v_in.b), v.shift.eq(shift)]
             if self.ws and self.os:

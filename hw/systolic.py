@@ -19,7 +19,8 @@ class SystolicArray(wiring.Component):
     Ports (``R = cfg.rows``, ``C = cfg.cols``; streams are ``lib.stream`` valid/ready)
     -----
     clear : In(1)
-        Synchronous reset of every register of the array (abort / soft reset).
+        Synchronous reset of every register of the array (abort / soft reset), but the WS
+        partial sums of a WS-only array (see below).
     preload : In(stream{data: ArrayLayout(signed(weight_width), C)}) — WS
         A weight tile is exactly ``R`` beats, beat ``k`` = array row ``k`` (row ``k`` of B).
     ws_in : In(stream{data: ArrayLayout(signed(input_width), R), last}) — WS
@@ -38,7 +39,20 @@ class SystolicArray(wiring.Component):
     Activations (and the OS A operand) enter row ``r`` through ``r+1`` skew registers and move
     right one cell per cycle; the OS B operand enters column ``c`` through ``c+1`` skew
     registers and moves down. WS partial sums move down; column ``c`` leaves the bottom through
-    ``C-1-c`` deskew registers, so ``out`` carries whole aligned rows.
+    ``C-1-c`` deskew registers, so ``out`` carries whole aligned rows. With
+    ``cfg.array_feed == "broadcast"`` (WS only) an activation reaches every cell of its row in
+    the same cycle instead, and the columns leave the bottom aligned (no horizontal or deskew
+    registers).
+
+    WS partial sums are exact (no wrap) in a WS-only array, so their registers are
+    :func:`hw.mac_grid.psum_width` bits (18 for 4 rows of int8), sign-extended on ``out``.
+    Nor are they reset, by ``clear`` or the domain's reset: a row is presented on ``out`` only
+    from a valid output slot, and its sum was built from the constant zero entering the top
+    row, with one product per row, all in the cycles after its beat was accepted: what a
+    partial-sum register held before never reaches a valid row, and after ``clear`` no slot
+    is valid for a beat accepted before it. (With OS built the same registers hold OS results
+    and are reset as before.) This lets the SB_MAC16 output registers, which have only an
+    asynchronous reset, hold them (``mac_dsp="ice40_dual"``, :mod:`hw.ice40_mac`).
 
     WS double buffering: every cell holds two weights. Tile ``i`` shifts into buffer ``i % 2``
     (all cells of the buffer shift together on a ``preload`` beat) and each activation carries
@@ -50,6 +64,15 @@ class SystolicArray(wiring.Component):
     after its ``R``-th beat. So tile ``i+2`` (the buffer of group ``i``) is in time for group
     ``i+2`` to follow group ``i+1`` without a bubble when group ``i+1`` has at least
     ``2R + C - 2`` beats and the tile is offered as soon as allowed.
+
+    Broadcast rows hold their weights differently: every cell has a shadow weight, into which
+    tile ``i+1`` shifts, and an active one, which takes the shadow weight as the first beat
+    of group ``i+1`` reaches the cell's row (so all cells of a row switch tiles together,
+    and with ``mac_dsp="ice40_dual"`` and ``C`` even the SB_MAC16 B registers hold the
+    active weights). A tile may shift in while no tile waits in the shadow weights and from
+    the cycle in which the bottom row copies them, ``R - 1`` cycles after the first beat of
+    the previous group (:attr:`ws_reuse_delay`); so tile ``i+1`` is in time for group ``i+1``
+    to follow group ``i`` without a bubble when group ``i`` has at least ``2R - 1`` beats.
 
     OS: each cell accumulates in its own register; the beat marked ``last`` moves the sum into
     the vertical register and restarts the accumulator, and the column drains downwards while
@@ -66,9 +89,9 @@ class SystolicArray(wiring.Component):
     the whole array); every input stream is ready only when ``en``, so ``out.ready`` reaches
     the input ``ready`` signals combinationally.
 
-    Latency: ``R + C`` cycles (:attr:`latency`) from the cycle a ``ws_in`` beat (WS) or the
-    ``last`` beat of a group (OS, first result row; row ``s`` at ``+s``) is accepted to the cycle
-    its row is presented on ``out`` (without stalls).
+    Latency: ``R + C`` cycles (broadcast: ``R + 1``; :attr:`latency`) from the cycle a
+    ``ws_in`` beat (WS) or the ``last`` beat of a group (OS, first result row; row ``s`` at
+    ``+s``) is accepted to the cycle its row is presented on ``out`` (without stalls).
     Throughput: one row per cycle on every stream (within the WS tile and OS drain rules
     above; switching dataflow costs the time to empty the array).
     """
@@ -97,12 +120,23 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self):
         """Cycles from an accepted input beat to its output row (see the class docstring)."""
+        # R skew registers to the bottom row, then its cells' registers; systolic rows add
+        # C - 1 cycles (across the row, or the deskew).
+        if self.cfg.array_feed == "broadcast":
+            return self.cfg.rows + 1
         return self.cfg.rows + self.cfg.cols
 
     @property
     def ws_reuse_delay(self):
-        """Cycles after a WS group's last beat before its buffer may take a new tile."""
-        return self.cfg.rows + self.cfg.cols - 1
+        """Cycles after a WS group's last beat (broadcast: first beat) before its buffer (the
+        shadow weights) may take a new tile."""
+        if self.cfg.array_feed == "broadcast":
+            # The bottom row copies the shadow weights R - 1 cycles after the first beat (row
+            # 0 in its cycle: the next one at the earliest).
+            return max(self.cfg.rows - 1, 1)
+        # The last beat uses the weight of the bottom(-right) cell in the cycle before its row
+        # reaches `out`.
+        return self.latency - 1
 
     def elaborate(self, platform):
         m = Module()
@@ -134,7 +168,10 @@ class SystolicArray(wiring.Component):
         # bubble adds nothing to an OS accumulator.
         feed_h = grid.feed_h  # by physical row
         if ws:
-            ws_fire = self._ws_control(m, grid, en, ws_active, feed_h, inject)
+            if cfg.array_feed == "broadcast":
+                ws_fire = self._ws_broadcast_control(m, grid, en, feed_h, inject, in_group)
+            else:
+                ws_fire = self._ws_control(m, grid, en, ws_active, feed_h, inject)
             with m.If(ws_fire):
                 m.d.sync += in_group.eq(~self.ws_in.payload.last)
         if os:
@@ -203,6 +240,45 @@ class SystolicArray(wiring.Component):
         m.d.comb += grid.w_top.eq(self.preload.payload.data)
         for i in range(WEIGHT_BUFFERS):
             m.d.comb += grid.w_shift[i].eq(preload_fire & (load_buf == i))
+        return ws_fire
+
+    def _ws_broadcast_control(self, m, grid, en, feed_h, inject, in_group):
+        """Broadcast rows: one tile in the shadow weights, copied into the active ones by the
+        first beat of its group."""
+        R = self.cfg.rows
+        full = Signal()
+        load_row = Signal(range(R))
+        # Cycles until the cycle in which the bottom row copies the shadow weights, the first
+        # in which they may shift again.
+        copy_wait = Signal(range(R))
+        preload_fire = Signal()
+        ws_fire = Signal()
+        first = Signal()
+        m.d.comb += [
+            self.preload.ready.eq(en & ~full & (copy_wait == 0)),
+            preload_fire.eq(self.preload.valid & self.preload.ready),
+            self.ws_in.ready.eq(en & (in_group | full)),
+            ws_fire.eq(self.ws_in.valid & self.ws_in.ready),
+            first.eq(ws_fire & ~in_group),
+        ]
+        with m.If(en & (copy_wait != 0)):
+            m.d.sync += copy_wait.eq(copy_wait - 1)
+        with m.If(preload_fire):
+            m.d.sync += load_row.eq(load_row + 1)
+            with m.If(load_row == R - 1):
+                m.d.sync += [load_row.eq(0), full.eq(1)]
+        with m.If(ws_fire):
+            m.d.comb += [inject.valid.eq(1), inject.last.eq(self.ws_in.payload.last)]
+        with m.If(first):
+            m.d.sync += full.eq(0)
+            if R > 1:
+                m.d.sync += copy_wait.eq(R - 2)
+
+        for r in range(R):
+            with m.If(ws_fire):
+                m.d.comb += feed_h[r].a.eq(self.ws_in.payload.data[R - 1 - r])
+        m.d.comb += [grid.w_top.eq(self.preload.payload.data), grid.w_shift.eq(preload_fire),
+                     grid.w_load.eq(first)]
         return ws_fire
 
     def _os_control(self, m, en, active, feed_h, feed_b, inject, idle):

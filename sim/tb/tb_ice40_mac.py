@@ -8,9 +8,17 @@ with an addend near the wraps of its low 16 bits or random.
 ``grid_pair``: the grid of a Config built with its multipliers in SB_MAC16 pairs next to the
 generic grid (``result`` and ``ref_result``), both fed the same random inputs every cycle
 (random stalls, resets, weight shifts, buffer selects, OS beats): the outputs must be equal
-in every cycle. Configuration from the environment: ``ROWS``, ``COLS``, ``DATAFLOW``,
-``INPUT_WIDTH``, ``WEIGHT_WIDTH``, ``ACC_WIDTH``, ``CYCLES``, ``SEED`` (random if unset; always
-printed so a failure can be replayed).
+in every cycle. A WS-only grid resets no partial sum, in either form (in the SB_MAC16's
+output registers, which have only an asynchronous reset, or in logic): so what both show is
+architecturally visible, the same in both, once every partial-sum register has been written
+since power-on, and the comparison starts after the first ``ROWS + COLS`` cycles with ``en``
+(a bound of the depth of a column plus its deskew); from then on through resets. Broadcast
+grids (``FEED=broadcast``) have no buffer selects but ``w_load``, and their active weights
+(in the SB_MAC16 B registers) are not reset either: ``w_load`` is set throughout those first
+cycles. Configuration from the environment: ``ROWS``, ``COLS``, ``DATAFLOW``, ``FEED``,
+``INPUT_WIDTH``,
+``WEIGHT_WIDTH``, ``ACC_WIDTH``, ``CYCLES``, ``SEED`` (random if unset; always printed so a
+failure can be replayed).
 """
 
 import os
@@ -87,28 +95,35 @@ async def grid_pair(dut):
     acc_width = int(os.environ["ACC_WIDTH"])
     cycles = int(os.environ["CYCLES"])
     ws, os_ = dataflow in ("ws", "both"), dataflow in ("os", "both")
+    broadcast = os.environ.get("FEED", "systolic") == "broadcast"
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     await FallingEdge(dut.clk)
     os_mode = 0
     distinct = set()
+    # The first cycles, with en (and w_load), until every register that result depends on
+    # has been written since power-on.
+    warm_up = rows + cols
     for cycle in range(cycles):
         # Resets rarely, so that sums build up between them.
         dut.rst.value = int(rng.random() < 0.01)
-        dut.en.value = int(rng.random() < 0.75)
+        dut.en.value = 1 if warm_up else int(rng.random() < 0.75)
+        warm_up -= 1 if warm_up else 0
         # h_layout, per row, from bit 0: a, then sel (WS), then last (OS).
         h_fields = []
         for _ in range(rows):
             h_fields.append(([operand(rng, iw)], iw))
-            if ws:
+            if ws and not broadcast:
                 h_fields.append(([rng.randrange(WEIGHT_BUFFERS)], 1))
             if os_:
                 h_fields.append(([int(rng.random() < 0.2)], 1))
         dut.feed_h.value = pack(h_fields)
         if ws:
             dut.w_top.value = pack([([operand(rng, ww) for _ in range(cols)], ww)])
-            dut.w_shift.value = rng.randrange(1 << WEIGHT_BUFFERS)
+            dut.w_shift.value = rng.randrange(1 << (1 if broadcast else WEIGHT_BUFFERS))
+        if broadcast:
+            dut.w_load.value = 1 if warm_up else int(rng.random() < 0.3)
         if os_:
             dut.feed_b.value = pack([([operand(rng, ww) for _ in range(cols)], ww)])
         if ws and os_:
@@ -116,6 +131,8 @@ async def grid_pair(dut):
                 os_mode ^= 1
             dut.os_mode.value = os_mode
         await FallingEdge(dut.clk)
+        if warm_up:
+            continue
         got = unpack_signed(dut.result.value.to_unsigned(), cols, acc_width)
         want = unpack_signed(dut.ref_result.value.to_unsigned(), cols, acc_width)
         assert got == want, f"cycle {cycle}: DSP grid {got} != generic grid {want}"

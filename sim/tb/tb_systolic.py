@@ -2,8 +2,9 @@
 
 Configuration from the environment (set by tests/hw/test_systolic_cocotb.py through
 ``run_cocotb(extra_env=...)``): ``ROWS``, ``COLS``, ``DATAFLOW``, ``INPUT_WIDTH``,
-``WEIGHT_WIDTH``, ``ACC_WIDTH``, ``GROUPS`` (groups per run), ``SEED`` (random if unset; always
-printed so a failure can be replayed).
+``WEIGHT_WIDTH``, ``ACC_WIDTH``, ``GROUPS`` (groups per run), ``CLEAR_MID_STREAM`` (1: first
+leave WS partial sums in the array and pulse ``clear``, see :func:`dirty_then_clear`),
+``SEED`` (random if unset; always printed so a failure can be replayed).
 
 Amaranth flattens each stream payload (a ``data.StructLayout``) into one vector
 ``<stream>__payload``: fields are packed in declaration order from bit 0, and element ``j`` of
@@ -36,6 +37,7 @@ class Params:
         self.weight_width = int(environ.get("WEIGHT_WIDTH", 8))
         self.acc_width = int(environ.get("ACC_WIDTH", 32))
         self.groups = int(environ.get("GROUPS", 4))
+        self.clear_mid_stream = bool(int(environ.get("CLEAR_MID_STREAM", 0)))
         self.seed = int(environ.get("SEED", random.SystemRandom().getrandbits(32)))
 
 
@@ -151,6 +153,30 @@ def make_job(p, rng):
     return groups, preload, expected
 
 
+async def dirty_then_clear(dut, p, rng):
+    """A whole weight tile, ``R - 1`` beats of a WS group back to back (none reaches
+    ``out``), and ``clear`` in the next cycle: partial sums are in the array, which a WS-only
+    array does not reset."""
+    R, C = p.rows, p.cols
+    tiles = [pack([(random_values(rng, C, p.weight_width), p.weight_width)])
+             for _ in range(R)]
+    beats = [pack([(random_values(rng, R, p.input_width), p.input_width), ([0], 1)])
+             for _ in range(R - 1)]
+    for name, words in (("preload", tiles), ("ws_in", beats)):
+        source = Source(dut, name, words, rng, gap=0)
+        while source.index < len(words):
+            await FallingEdge(dut.clk)
+            source.drive()
+            await ReadOnly()
+            source.sample()
+            assert not int(dut.out__valid.value), "a dirty row reached out before clear"
+        await FallingEdge(dut.clk)
+        source.valid.value = 0
+    dut.clear.value = 1
+    await FallingEdge(dut.clk)
+    dut.clear.value = 0
+
+
 @cocotb.test()
 async def random_groups_with_backpressure(dut):
     p = Params()
@@ -172,6 +198,8 @@ async def random_groups_with_backpressure(dut):
         await RisingEdge(dut.clk)
     await FallingEdge(dut.clk)
     dut.rst.value = 0
+    if p.clear_mid_stream:
+        await dirty_then_clear(dut, p, rng)
 
     got = []
     beats = sum(len(beats) for _, beats in groups) + len(preload) + len(expected)

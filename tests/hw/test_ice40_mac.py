@@ -24,6 +24,7 @@ from boards.targets import BOARDS, ICEBREAKER_CFG, Target
 from hw.config import ConfigError
 from hw.ice40_mac import Ice40DualMac
 from hw.mac_grid import MacGrid, grid_signature
+from hw.systolic import SystolicArray
 from sim.runner import SIM_BUILD_ROOT, run_cocotb
 from tests.hw.test_systolic import make_config
 
@@ -92,6 +93,8 @@ def test_dual_mac_validates_widths():
             Ice40DualMac(a_width=8, b_width=width, acc_width=32)
     with pytest.raises(ValueError, match="acc_width"):
         Ice40DualMac(a_width=8, b_width=8, acc_width=15)
+    with pytest.raises(ValueError, match="registered_b"):
+        Ice40DualMac(a_width=8, b_width=8, acc_width=18, registered_b=True)
 
 
 def test_mac_dsp_knob_is_validated():
@@ -151,13 +154,18 @@ def test_dual_mac_cocotb(a_width, b_width, acc_width):
                extra_env={"A_WIDTH": a_width, "B_WIDTH": b_width, "ACC_WIDTH": acc_width})
 
 
-# The iCEBreaker's 4x4 WS array; an odd number of cells (one DSP half unused) with both
-# dataflows, narrow operands and an accumulator of more than the block's 16 bits. (The
+# The iCEBreaker's 4x4 WS array (broadcast rows; the WS partial sums, 18 bits, with their
+# low 16 bits in the SB_MAC16 output registers), the same with systolic rows; an odd number of
+# cells (one DSP half unused) with both dataflows, narrow operands and an accumulator of more
+# than the block's 16 bits, and WS alone (12-bit partial sums, all in the registers). (The
 # sums cross zero, so the carry out of the low 16 bits takes all its values.)
 GRID_CASES = [
     pytest.param(ICEBREAKER_CFG, 20000, id="icebreaker-4x4-ws"),
+    pytest.param(ICEBREAKER_CFG.replace(array_feed="systolic"), 20000, id="4x4-ws-systolic"),
     pytest.param(make_config(3, 3, "both", input_width=6, weight_width=5, acc_width=20), 20000,
                  id="3x3-both-6x5-acc20"),
+    pytest.param(make_config(3, 3, "ws", input_width=6, weight_width=5, acc_width=20), 20000,
+                 id="3x3-ws-6x5-acc20"),
 ]
 
 
@@ -166,15 +174,31 @@ GRID_CASES = [
 def test_grid_pair_cocotb(cfg, cycles, request):
     build_name = f"ice40_grid_{request.node.callspec.id}"
     sources = _sources(build_name, "grid_pair", GridAgainstReference(cfg), ICEBreakerPlatform())
-    env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow,
+    env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow, "FEED": cfg.array_feed,
            "INPUT_WIDTH": cfg.input_width, "WEIGHT_WIDTH": cfg.weight_width,
            "ACC_WIDTH": cfg.acc_width, "CYCLES": cycles}
     run_cocotb(verilog_sources=sources, toplevel="grid_pair", test_module="sim.tb.tb_ice40_mac",
                build_name=build_name, extra_env=env, testcase="grid_pair")
 
 
+# The iCEBreaker's whole array on the SB_MAC16 model, with random stalls, against the golden
+# model; first WS partial sums are left in the array (in the blocks' output registers, which
+# `clear` does not reset) and `clear` is pulsed.
+@pytest.mark.cocotb
+@pytest.mark.parametrize("feed", ["broadcast", "systolic"])
+def test_icebreaker_array_clear_mid_stream_cocotb(feed):
+    cfg = ICEBREAKER_CFG.replace(array_feed=feed)
+    build_name = f"ice40_array_{feed}"
+    sources = _sources(build_name, "systolic_array", SystolicArray(cfg), ICEBreakerPlatform())
+    env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow,
+           "INPUT_WIDTH": cfg.input_width, "WEIGHT_WIDTH": cfg.weight_width,
+           "ACC_WIDTH": cfg.acc_width, "GROUPS": 12, "CLEAR_MID_STREAM": 1}
+    run_cocotb(verilog_sources=sources, toplevel="systolic_array",
+               test_module="sim.tb.tb_systolic", build_name=build_name, extra_env=env)
+
+
 # The cells synth_ice40 maps the grid to.
-SYNTH_CELLS = ("SB_LUT4", "SB_CARRY", "SB_DFFESR", "SB_MAC16")
+SYNTH_CELLS = ("SB_LUT4", "SB_CARRY", "SB_DFFE", "SB_DFFESR", "SB_MAC16")
 
 
 @pytest.mark.cocotb
@@ -201,7 +225,7 @@ def test_synthesised_icebreaker_grid_cocotb():
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
         sources.append(path)
-    env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow,
+    env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow, "FEED": cfg.array_feed,
            "INPUT_WIDTH": cfg.input_width, "WEIGHT_WIDTH": cfg.weight_width,
            "ACC_WIDTH": cfg.acc_width, "CYCLES": 20000}
     run_cocotb(verilog_sources=sources, toplevel="grid_pair", test_module="sim.tb.tb_ice40_mac",

@@ -9,6 +9,7 @@ from amaranth.sim import Simulator
 
 from hw.config import Config, ConfigError
 from hw.mac import MacCell
+from hw.mac_grid import psum_width
 from hw.systolic import SystolicArray
 from sim.golden import matmul
 from sim.tb.tb_systolic import random_values
@@ -18,6 +19,17 @@ def make_config(rows, cols, dataflow, **knobs):
     """A Config of any shape: memories sized so that every rectangular shape is legal."""
     return Config(rows=rows, cols=cols, dataflow=dataflow, scratchpad_kib=max(rows, cols),
                   accumulator_kib=cols, **knobs)
+
+
+# The WS-only array with each activation broadcast along its row (array_feed="broadcast").
+WS_BROADCAST = "ws/broadcast"
+
+
+def array_config(rows, cols, variant, **knobs):
+    """make_config for a dataflow, or for WS_BROADCAST."""
+    if variant == WS_BROADCAST:
+        return make_config(rows, cols, "ws", array_feed="broadcast", **knobs)
+    return make_config(rows, cols, variant, **knobs)
 
 
 def seed_for(name):
@@ -66,11 +78,14 @@ class Trace:
         self.out = []       # (cycle, data, last)
 
 
-def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None, dirty_beats=0):
+def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None, dirty_beats=0,
+        dirty_ws=False):
     """Simulate `job` with random valid gaps (probability `gap` per beat, repeated) and a
     random `out.ready` (probability `ready`); return the Trace. With `dirty_beats`, first
     leave the array mid-work (that many OS beats of an unfinished group, a partial WS tile)
-    and pulse `clear`."""
+    and pulse `clear`. With `dirty_ws` instead, that many WS beats of an unfinished group
+    (after a whole tile), back to back, and `clear` in the next cycle: their partial sums are
+    in the array, none has reached `out`."""
     dut = SystolicArray(cfg)
     rng = np.random.default_rng(seed)
     expected_rows = len(job.expected())
@@ -80,7 +95,7 @@ def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None, dirty_beats=0)
         beats += len(job.tiles) * cfg.rows
         max_cycles = int((beats + 4 * (cfg.rows + cfg.cols)) * 4 / min(ready, 1 - gap) + 100)
 
-    async def send(ctx, stream, payload):
+    async def send(ctx, stream, payload, gap=gap):
         while rng.random() < gap:
             await ctx.tick()
         ctx.set(stream.payload, payload)
@@ -93,7 +108,15 @@ def run(cfg, job, *, seed=0, gap=0.0, ready=1.0, max_cycles=None, dirty_beats=0)
     async def make_dirty(ctx):
         nonlocal cleared
         values = lambda n, w: [int(v) for v in random_values(rng, n, w)]  # noqa: E731
-        for _ in range(dirty_beats):
+        if dirty_ws:
+            assert dirty_beats < min(dut.latency, cfg.rows), "a row would leave before clear"
+            # A whole tile, then the beats with no gap.
+            for _ in range(cfg.rows):
+                await send(ctx, dut.preload, {"data": values(cfg.cols, cfg.weight_width)})
+            for _ in range(dirty_beats):
+                await send(ctx, dut.ws_in, {"data": values(cfg.rows, cfg.input_width),
+                                            "last": 0}, gap=0)
+        for _ in range(0 if dirty_ws else dirty_beats):
             if cfg.has_os:
                 await send(ctx, dut.os_in, {"a": values(cfg.rows, cfg.input_width),
                                             "b": values(cfg.cols, cfg.weight_width),
@@ -205,10 +228,10 @@ def random_job(cfg, rng, groups, max_len):
 SHAPES = [(1, 1), (2, 3), (4, 4), (8, 4), (3, 7)]
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "both"])
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both", WS_BROADCAST])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{r}x{c}" for r, c in SHAPES])
 def test_random_groups_with_stalls(shape, dataflow):
-    cfg = make_config(*shape, dataflow)
+    cfg = array_config(*shape, dataflow)
     seed = seed_for(f"random {shape} {dataflow}")
     rng = np.random.default_rng(seed)
     job = random_job(cfg, rng, groups=6, max_len=3 * (cfg.rows + cfg.cols))
@@ -227,9 +250,22 @@ def test_clear_mid_work_leaves_a_clean_array(dataflow):
     check(cfg, job, trace)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "both"])
+@pytest.mark.parametrize("dataflow", ["ws", "both", WS_BROADCAST])
+def test_clear_mid_ws_stream_leaves_exact_results(dataflow):
+    """`clear` while WS partial sums are in the array (a WS-only array does not reset them):
+    every row after it is exact."""
+    cfg = array_config(4, 3, dataflow)
+    seed = seed_for(f"clear mid-stream {dataflow}")
+    rng = np.random.default_rng(seed)
+    job = random_job(cfg, rng, groups=4, max_len=2 * (cfg.rows + cfg.cols))
+    trace = run(cfg, job, seed=seed, gap=0.2, ready=0.7, dirty_beats=cfg.rows - 1,
+                dirty_ws=True)
+    check(cfg, job, trace)
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both", WS_BROADCAST])
 def test_random_groups_full_rate(dataflow):
-    cfg = make_config(4, 4, dataflow)
+    cfg = array_config(4, 4, dataflow)
     seed = seed_for(f"full rate {dataflow}")
     rng = np.random.default_rng(seed)
     job = random_job(cfg, rng, groups=8, max_len=20)
@@ -248,6 +284,58 @@ def test_narrow_widths_and_accumulator_wrap():
     job.ws(random_values(rng, (5, 3), 5), random_values(rng, (3, 2), 4))
     assert int(matmul(np.full((1, depth), -16), np.full((depth, 1), -8), 16)[0, 0]) \
         != 16 * 8 * depth
+    check(cfg, job, run(cfg, job, seed=seed, gap=0.2, ready=0.7))
+
+
+def test_ws_partial_sum_width_is_the_exact_bound():
+    # R products of -2**(iw-1) * -2**(ww-1) = 2**(iw+ww-2) each: 4 * 2**14 = 2**16 needs 18
+    # bits, 17 for 3 rows (3 * 2**14 < 2**16), the product's 16 for one row.
+    for rows, width in [(1, 16), (2, 17), (3, 17), (4, 18), (5, 18), (8, 19), (16, 20)]:
+        cfg = make_config(rows, 2, "ws")
+        assert psum_width(cfg) == width
+        largest = rows * (-128) * (-128)
+        assert largest <= (1 << (width - 1)) - 1 and largest > (1 << (width - 2)) - 1
+    assert psum_width(make_config(4, 4, "ws", input_width=5, weight_width=4, acc_width=16)) == 11
+    # Never wider than the accumulator, and full width wherever OS is built.
+    assert psum_width(make_config(8, 2, "ws", acc_width=16)) == 16
+    assert psum_width(make_config(4, 4, "both")) == psum_width(make_config(4, 4, "os")) == 32
+
+
+WS_EXTREME_SHAPES = [(4, 4), (1, 3), (3, 2), (8, 4)]
+
+
+@pytest.mark.parametrize("variant", ["ws", WS_BROADCAST])
+@pytest.mark.parametrize("shape", WS_EXTREME_SHAPES, ids=[f"{r}x{c}" for r, c in WS_EXTREME_SHAPES])
+def test_ws_narrow_partial_sums_at_the_extremes(shape, variant):
+    """A WS-only array's partial sums are psum_width bits: every sign combination of the
+    extreme operands (all -128 columns give the largest sum, R * 2**14), mixed columns and
+    random values, with random stalls."""
+    R, C = shape
+    cfg = array_config(R, C, variant)
+    seed = seed_for(f"ws extremes {shape}")
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (cfg.input_width - 1)), (1 << (cfg.input_width - 1)) - 1
+    job = Job(cfg)
+    for a, w in [(lo, lo), (lo, hi), (hi, lo), (hi, hi)]:
+        job.ws(np.full((3, R), a), np.full((R, C), w))
+    mixed_w = np.array([[lo if (j + k) % 2 else hi for j in range(C)] for k in range(R)])
+    job.ws(np.array([[lo if (m + k) % 3 else hi for k in range(R)] for m in range(5)]), mixed_w)
+    job.ws(np.full((2, R), lo), np.array([[lo if j % 2 else hi for j in range(C)]] * R))
+    for _ in range(3):
+        job.ws(random_values(rng, (int(rng.integers(1, 3 * (R + C))), R), cfg.input_width),
+               random_values(rng, (R, C), cfg.weight_width))
+    check(cfg, job, run(cfg, job, seed=seed, gap=0.3, ready=0.6))
+
+
+def test_ws_narrow_partial_sums_wrap_like_the_accumulator():
+    # 8 rows of -128 * -128 = 2**17 wraps a 16-bit accumulator: the sums are 16 bits wide.
+    cfg = make_config(8, 3, "ws", acc_width=16)
+    seed = seed_for("ws wrap")
+    rng = np.random.default_rng(seed)
+    job = Job(cfg)
+    job.ws(np.full((4, 8), -128), np.full((8, 3), -128))
+    job.ws(random_values(rng, (20, 8), 8), random_values(rng, (8, 3), 8))
+    assert int(job.expected()[0][0][0]) == 0
     check(cfg, job, run(cfg, job, seed=seed, gap=0.2, ready=0.7))
 
 
@@ -293,6 +381,46 @@ def test_ws_reuse_rule_one_beat_short():
     # Exactly one bubble before group 2.
     assert trace.ws[start2] == trace.ws[start2 - 1] + 2
     assert trace.ws[:start2] == list(range(trace.ws[0], trace.ws[0] + start2))
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 7), (1, 3)], ids=["4x4", "3x7", "1x3"])
+def test_broadcast_latency_and_tiles_behind_the_first_beat(shape):
+    R, C = shape
+    cfg = array_config(R, C, WS_BROADCAST)
+    dut = SystolicArray(cfg)
+    assert dut.latency == R + 1
+    rng = np.random.default_rng(4)
+    # Tile i+1 may start R - 1 cycles after group i's first beat (the cycle after it, for one
+    # row) and takes R beats, so a group of 2R - 1 beats (R + 1 for one row) hides the next.
+    hidden = dut.ws_reuse_delay + R
+    lengths = [hidden, hidden, 1, 2, hidden]
+    job = Job(cfg)
+    for m in lengths:
+        job.ws(random_values(rng, (m, R), 8), random_values(rng, (R, C), 8))
+    trace = run(cfg, job)
+    check(cfg, job, trace)
+    # No bubbles from group 0 to group 2 inclusive; group 3 (after one beat) waits.
+    first = trace.ws[0]
+    span = sum(lengths[:3])
+    assert trace.ws[:span] == list(range(first, first + span))
+    assert trace.ws[span] > trace.ws[span - 1] + 1
+    assert [cycle for cycle, _, _ in trace.out] == [c + dut.latency for c in trace.ws]
+    # The rule is exact: tile 1 begins right when the bottom row has copied tile 0.
+    assert trace.preload[R] == first + dut.ws_reuse_delay
+
+
+def test_broadcast_tile_rule_one_beat_short():
+    R, C = 4, 4
+    cfg = array_config(R, C, WS_BROADCAST)
+    rng = np.random.default_rng(5)
+    lengths = [2 * R - 2, 3]
+    job = Job(cfg)
+    for m in lengths:
+        job.ws(random_values(rng, (m, R), 8), random_values(rng, (R, C), 8))
+    trace = run(cfg, job)
+    check(cfg, job, trace)
+    # Exactly one bubble before group 1.
+    assert trace.ws[lengths[0]] == trace.ws[lengths[0] - 1] + 2
 
 
 @pytest.mark.parametrize("shape", [(4, 4), (2, 5)], ids=["4x4", "2x5"])
@@ -346,3 +474,16 @@ def test_parameter_errors():
         MacCell(input_width=0, weight_width=8, acc_width=32)
     with pytest.raises(ConfigError, match="dataflow"):
         make_config(2, 2, "xs")
+    for dataflow in ("os", "both"):
+        with pytest.raises(ConfigError, match="array_feed"):
+            make_config(2, 2, dataflow, array_feed="broadcast")
+    with pytest.raises(ConfigError, match="array_feed"):
+        make_config(2, 2, "ws", array_feed="wave")
+    with pytest.raises(ValueError, match="broadcast"):
+        MacCell(input_width=8, weight_width=8, acc_width=32, broadcast=True)
+    with pytest.raises(ValueError, match="registered_weight"):
+        MacCell(input_width=8, weight_width=8, acc_width=32, os=False, external_mac=True,
+                registered_mac=True, registered_weight=True)
+    with pytest.raises(ValueError, match="registered_mac"):
+        MacCell(input_width=8, weight_width=8, acc_width=32, ws=True, os=False,
+                registered_mac=True)
