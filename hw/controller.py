@@ -10,7 +10,7 @@ from sw.isa import ErrorCause, Opcode, Queue
 from .config import Config
 from .decoder import Decoder, legal_bits
 from .fetch import fetched_layout
-from .queues import PC_WIDTH, CommandPacking, UnitPort, command_layout
+from .queues import CommandPacking, UnitPort, command_layout, pc_width
 
 
 __all__ = ["Controller", "QUEUE_DEPTH", "DEADLOCK_CYCLES"]
@@ -46,10 +46,12 @@ class Controller(wiring.Component):
     one cycle to clear the datapath for the next program, and ``done`` / ``error`` are set.
 
     Ports
-      start, abort, prog_base, prog_count   from the registers.
+      start, abort, prog_base, prog_count   from the registers; ``prog_count`` is PROG_COUNT
+                     saturated to :func:`~hw.queues.pc_width` bits
+                     (:func:`~hw.queues.saturate_count`), as are all pcs here.
       fetch_start, fetch_flush, fetch_busy, words   to/from the :class:`~hw.fetch.Fetcher`;
-                     ``words`` come in program order from pc 0 after ``fetch_start`` (their
-                     ``pc`` field is not read: the dispatcher's own pc equals it).
+                     ``words`` come in program order from pc 0 after ``fetch_start`` (the
+                     dispatcher counts them: its pc is the head's).
       load_cmd, exec_cmd, store_cmd   Out(stream{word, pc}) the unit queues.
       load, exec, store   In(UnitPort) the units.
       busy, done, error, err_cause, err_pc, err_addr, pc   status (done/error sticky until start).
@@ -59,28 +61,29 @@ class Controller(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
+        pcw = pc_width(cfg)
         super().__init__({
             "start": In(1),
             "abort": In(1),
             "prog_base": In(cfg.addr_width),
-            "prog_count": In(PC_WIDTH),
+            "prog_count": In(pcw),
             "fetch_start": Out(1),
             "fetch_flush": Out(1),
             "fetch_busy": In(1),
-            "words": In(stream.Signature(fetched_layout(cfg.addr_width))),
-            "load_cmd": Out(stream.Signature(command_layout())),
-            "exec_cmd": Out(stream.Signature(command_layout())),
-            "store_cmd": Out(stream.Signature(command_layout())),
-            "load": In(UnitPort(cfg.addr_width)),
-            "exec": In(UnitPort(cfg.addr_width)),
-            "store": In(UnitPort(cfg.addr_width)),
+            "words": In(stream.Signature(fetched_layout(cfg))),
+            "load_cmd": Out(stream.Signature(command_layout(cfg))),
+            "exec_cmd": Out(stream.Signature(command_layout(cfg))),
+            "store_cmd": Out(stream.Signature(command_layout(cfg))),
+            "load": In(UnitPort(cfg)),
+            "exec": In(UnitPort(cfg)),
+            "store": In(UnitPort(cfg)),
             "busy": Out(1),
             "done": Out(1),
             "error": Out(1),
             "err_cause": Out(ErrorCause),
-            "err_pc": Out(PC_WIDTH),
+            "err_pc": Out(pcw),
             "err_addr": Out(cfg.addr_width),
-            "pc": Out(PC_WIDTH),
+            "pc": Out(pcw),
             "watchdog_expired": In(1),
             "finished": Out(1),
             "failed": Out(1),
@@ -91,17 +94,23 @@ class Controller(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
+        pcw = pc_width(cfg)
         units = {"load": self.load, "exec": self.exec, "store": self.store}
         cmds = {"load": self.load_cmd, "exec": self.exec_cmd, "store": self.store_cmd}
 
         head = self.words.payload
+        # The dispatcher's pc: the fetcher delivers words in program order from the same
+        # start, so it is the head's index.
+        pc = Signal(pcw)
+        dispatched = Signal(command_layout(cfg))
+        m.d.comb += [dispatched.word.eq(head.word), dispatched.pc.eq(pc)]
         queues = {}
         for name, queue_id in _QUEUE_IDS.items():
             # Only the bits a legal instruction of the queue can have set are stored.
-            packing = CommandPacking(*legal_bits(cfg, queue_id))
+            packing = CommandPacking(*legal_bits(cfg, queue_id), pcw)
             queues[name] = q = fifo.SyncFIFO(width=packing.width, depth=cfg.queue_depth)
             m.submodules[f"{name}_queue"] = ResetInserter(self.soft_reset)(q)
-            m.d.comb += [q.w_data.eq(packing.pack(head)),
+            m.d.comb += [q.w_data.eq(packing.pack(dispatched)),
                          cmds[name].payload.eq(packing.unpack(q.r_data)),
                          cmds[name].valid.eq(q.r_rdy), q.r_en.eq(cmds[name].ready)]
 
@@ -135,7 +144,7 @@ class Controller(wiring.Component):
             granted[unit_name] = Signal(name=f"grant_{unit_name}")
             m.d.comb += [granted[unit_name].eq(ok), unit.grant.eq(ok),
                          unit.stop.eq(stopping | ~running)]
-        overflow_pc = Signal(PC_WIDTH)
+        overflow_pc = Signal(pcw)
         overflow = Signal()
         for name, (pusher, push_flag, popper, pop_flag) in edges.items():
             push = getattr(units[pusher], push_flag)
@@ -143,16 +152,14 @@ class Controller(wiring.Component):
             counter = counters[name]
             with m.If(push & ~pop & (counter == isa.TOKEN_MAX)):
                 m.d.comb += [overflow.eq(1), overflow_pc.eq(units[pusher].push_pc)]
-            with m.Elif(push & ~pop):
-                m.d.sync += counter.eq(counter + 1)
-            with m.Elif(pop & ~push):
-                m.d.sync += counter.eq(counter - 1)
+            with m.Elif(push ^ pop):
+                # One adder for both directions (-1 is all ones modulo the counter width).
+                m.d.sync += counter.eq(counter + Mux(push, 1, (1 << TOKEN_WIDTH) - 1))
 
         # ---- dispatch --------------------------------------------------------------------------
         m.submodules.decoder = decoder = Decoder(cfg)
         m.d.comb += decoder.word.eq(head.word)
-        pc = Signal(PC_WIDTH)
-        count = Signal(PC_WIDTH)
+        count = Signal(pcw)
         preload_pending = Signal()
         m.d.comb += self.pc.eq(pc)
 
@@ -175,8 +182,7 @@ class Controller(wiring.Component):
                        | (decoder.is_ws_matmul & ~preload_pending))
         halted = Signal()
         dispatch_blocked = Signal()
-        # A dispatcher error is at ``pc``: the fetcher delivers words in program order from
-        # the same start, so the head's pc always equals it.
+        # A dispatcher error is at ``pc``, the head's index.
         with m.If(dispatching & (pc == count)):
             m.d.comb += [raise_error.eq(1), cause.eq(ErrorCause.ILLEGAL_INSTRUCTION)]
         with m.Elif(dispatching & self.words.valid):
@@ -219,9 +225,9 @@ class Controller(wiring.Component):
             m.d.sync += stuck_cycles.eq(stuck_cycles + 1)
         with m.Else():
             m.d.sync += stuck_cycles.eq(0)
-        oldest = (1 << PC_WIDTH) - 1
+        oldest = (1 << pcw) - 1
         for name in _UNITS:
-            candidate = Signal(PC_WIDTH, name=f"oldest_after_{name}")
+            candidate = Signal(pcw, name=f"oldest_after_{name}")
             m.d.comb += candidate.eq(Mux(waiting[name] & (units[name].pc < oldest),
                                          units[name].pc, oldest))
             oldest = candidate

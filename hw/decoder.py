@@ -11,7 +11,7 @@ from .config import Config
 
 
 __all__ = ["instruction_layout", "Decoder", "QPARAM_ROWS", "at_most", "within", "fits_signed",
-           "field_limits", "legal_bits"]
+           "matmul_count_limit", "field_limits", "legal_bits"]
 
 QPARAM_ROWS = isa.QPARAM_SLOTS * len(isa.QPARAM_KINDS)
 
@@ -55,6 +55,13 @@ def fits_signed(value, width):
     return (top == 0) | (top == (1 << len(top)) - 1)
 
 
+def matmul_count_limit(cfg):
+    """The largest ``count`` of a legal MATMUL: ``a_addr + count`` fits the scratchpad, and a
+    WS MATMUL's ``acc_addr + count`` the accumulator too (an OS one's count is K, the
+    reduction length, bounded by the scratchpad only)."""
+    return cfg.sp_rows if cfg.has_os else min(cfg.sp_rows, cfg.acc_rows)
+
+
 def field_limits(cfg, name):
     """``{field: largest value}`` of the unsigned fields of instruction ``name`` that the
     :class:`Decoder`'s rules bound for ``cfg`` (0 for a token flag naming a missing
@@ -74,7 +81,7 @@ def field_limits(cfg, name):
         "CONFIG": no_next,
         "PRELOAD": {"sp_addr": cfg.sp_rows - 1, "k_rows": R},
         "MATMUL": {"dataflow": int(cfg.has_os), "a_addr": cfg.sp_rows - 1,
-                   "acc_addr": cfg.acc_rows - 1, "count": cfg.sp_rows,
+                   "acc_addr": cfg.acc_rows - 1, "count": matmul_count_limit(cfg),
                    # b_addr is checked (and used) by OS MATMULs only
                    **({} if cfg.has_ws else {"b_addr": cfg.sp_rows - 1})},
         "FENCE": {**no_prev, **no_next},

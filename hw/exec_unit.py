@@ -1,15 +1,16 @@
 """The exec unit: PRELOAD and MATMUL, scratchpad -> systolic array -> accumulator."""
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw.isa import Dataflow, Opcode, Queue
 
 from .accumulator import acc_addr_width, acc_write_layout
-from .decoder import instruction_layout, legal_bits
-from .queues import PC_WIDTH, CommandPacking, UnitPort, command_layout
+from .decoder import instruction_layout, legal_bits, matmul_count_limit
+from .queues import CommandPacking, UnitPort, command_layout, pc_width
 from .scratchpad import sp_addr_width, sp_read_req_layout, sp_read_resp_layout
+from .shift_fifo import ShiftFIFO
 
 
 __all__ = ["ExecUnit", "SP_PORT_A", "SP_PORT_B", "SP_PORT_W", "SP_READ_PORTS"]
@@ -22,9 +23,9 @@ _RETIRE_DEPTH = 4
 
 
 def _rows_shape(cfg):
-    """A MATMUL's row count: ``count`` (at most the scratchpad depth, the decoder checks
-    ``a_addr + count``) or ``R`` for an OS group."""
-    return range(max(cfg.sp_rows, cfg.rows) + 1)
+    """A MATMUL's row count: ``count`` (at most :func:`~hw.decoder.matmul_count_limit`, the
+    decoder checks it) or ``R`` for an OS group."""
+    return range(max(matmul_count_limit(cfg), cfg.rows) + 1)
 
 
 def _array_out_layout(cfg):
@@ -61,8 +62,8 @@ class ExecUnit(wiring.Component):
         self.cfg = cfg
         R, C = cfg.rows, cfg.cols
         members = {
-            "cmd": In(stream.Signature(command_layout())),
-            "ctrl": Out(UnitPort(cfg.addr_width)),
+            "cmd": In(stream.Signature(command_layout(cfg))),
+            "ctrl": Out(UnitPort(cfg)),
             "sp_req": Out(stream.Signature(sp_read_req_layout(cfg))).array(SP_READ_PORTS),
             "sp_resp": In(stream.Signature(sp_read_resp_layout(cfg))).array(SP_READ_PORTS),
             "array_out": In(stream.Signature(_array_out_layout(cfg))),
@@ -89,13 +90,11 @@ class ExecUnit(wiring.Component):
         # Writeback groups, in the order the streamer starts them.
         group_layout = data.StructLayout({
             "acc_addr": acc_addr_width(cfg), "accumulate": 1, "rows": _rows_shape(cfg)})
-        m.submodules.groups = groups = fifo.SyncFIFO(
-            width=group_layout.size, depth=_RETIRE_DEPTH)
+        m.submodules.groups = groups = ShiftFIFO(width=group_layout.size, depth=_RETIRE_DEPTH)
         # Issued instructions awaiting retirement: token pushes in program order.
         retire_layout = data.StructLayout({
-            "is_matmul": 1, "push_prev": 1, "push_next": 1, "pc": PC_WIDTH})
-        m.submodules.retire = retire = fifo.SyncFIFO(
-            width=retire_layout.size, depth=_RETIRE_DEPTH)
+            "is_matmul": 1, "push_prev": 1, "push_next": 1, "pc": pc_width(cfg)})
+        m.submodules.retire = retire = ShiftFIFO(width=retire_layout.size, depth=_RETIRE_DEPTH)
 
         preload_busy = Signal()
         stream_busy = Signal()
@@ -104,9 +103,9 @@ class ExecUnit(wiring.Component):
 
         # ---- issue: the head instruction takes its tokens and goes to its engine ---------
         # The held instruction keeps only the bits a legal PRELOAD / MATMUL can have set.
-        packing = CommandPacking(*legal_bits(cfg, Queue.EXEC))
+        packing = CommandPacking(*legal_bits(cfg, Queue.EXEC), pc_width(cfg))
         held = Signal(packing.width)
-        instr = data.View(command_layout(), packing.unpack(held))
+        instr = data.View(command_layout(cfg), packing.unpack(held))
         have = Signal()
         word = instr.word
         pre = data.View(instruction_layout("PRELOAD"), word)
@@ -194,16 +193,13 @@ class ExecUnit(wiring.Component):
         req_a, resp_a = self.sp_req[SP_PORT_A], self.sp_resp[SP_PORT_A]
         req_b, resp_b = self.sp_req[SP_PORT_B], self.sp_resp[SP_PORT_B]
         a_addr = Signal(sp_addr_width(cfg))
-        b_addr = Signal(sp_addr_width(cfg))
         count = Signal(_rows_shape(cfg))
         os_mode = Signal()
         req_a_n = Signal.like(count)
-        req_b_n = Signal.like(count)
         sent = Signal.like(count)
         with m.If(start):
-            m.d.sync += [busy.eq(1), a_addr.eq(mm.a_addr), b_addr.eq(mm.b_addr),
-                         count.eq(mm.count), os_mode.eq(mm.dataflow == Dataflow.OS),
-                         req_a_n.eq(0), req_b_n.eq(0), sent.eq(0)]
+            m.d.sync += [busy.eq(1), a_addr.eq(mm.a_addr), count.eq(mm.count),
+                         os_mode.eq(mm.dataflow == Dataflow.OS), req_a_n.eq(0), sent.eq(0)]
             m.d.comb += groups.w_en.eq(1)
         group = Signal(group_layout)
         m.d.comb += [group.acc_addr.eq(mm.acc_addr), group.accumulate.eq(mm.accumulate),
@@ -212,15 +208,27 @@ class ExecUnit(wiring.Component):
         m.d.comb += [
             req_a.valid.eq(busy & (req_a_n < count)),
             req_a.payload.addr.eq(a_addr + req_a_n),
-            req_b.valid.eq(busy & os_mode & (req_b_n < count)),
-            req_b.payload.addr.eq(b_addr + req_b_n),
         ]
         with m.If(req_a.valid & req_a.ready):
             m.d.sync += req_a_n.eq(req_a_n + 1)
-        with m.If(req_b.valid & req_b.ready):
-            m.d.sync += req_b_n.eq(req_b_n + 1)
+        if cfg.has_os:
+            # The OS weight rows, on their own port (a WS-only array reads none).
+            b_addr = Signal(sp_addr_width(cfg))
+            req_b_n = Signal.like(count)
+            with m.If(start):
+                m.d.sync += [b_addr.eq(mm.b_addr), req_b_n.eq(0)]
+            m.d.comb += [
+                req_b.valid.eq(busy & os_mode & (req_b_n < count)),
+                req_b.payload.addr.eq(b_addr + req_b_n),
+            ]
+            with m.If(req_b.valid & req_b.ready):
+                m.d.sync += req_b_n.eq(req_b_n + 1)
 
-        last = sent == count - 1
+        # `sent + 1 == count` (not `sent == count - 1`): the increment is shared with the
+        # counter's own.
+        sent_next = Signal.like(sent)
+        m.d.comb += sent_next.eq(sent + 1)
+        last = sent_next == count
         accepted = Signal()
         if cfg.has_ws:
             m.d.comb += self.ws_in.payload.last.eq(last)
@@ -244,7 +252,7 @@ class ExecUnit(wiring.Component):
                              accepted.eq(both & self.os_in.ready)]
         m.d.comb += self.mac_beats.eq(accepted)
         with m.If(accepted):
-            m.d.sync += sent.eq(sent + 1)
+            m.d.sync += sent.eq(sent_next)
             with m.If(last):
                 m.d.sync += busy.eq(0)
 
@@ -252,6 +260,7 @@ class ExecUnit(wiring.Component):
         cfg = self.cfg
         group = data.View(group_layout, groups.r_data)
         row = Signal(_rows_shape(cfg))
+        row_next = Signal.like(row)     # shared by the counter and its end test
         out = self.array_out
         m.d.comb += [
             self.acc_write.valid.eq(out.valid & groups.r_rdy),
@@ -259,9 +268,10 @@ class ExecUnit(wiring.Component):
             self.acc_write.payload.accumulate.eq(group.accumulate),
             self.acc_write.payload.data.eq(out.payload.data),
             out.ready.eq(groups.r_rdy & self.acc_write.ready),
+            row_next.eq(row + 1),
         ]
         with m.If(self.acc_write.valid & self.acc_write.ready):
-            m.d.sync += row.eq(row + 1)
-            with m.If(row == group.rows - 1):
+            m.d.sync += row.eq(row_next)
+            with m.If(row_next == group.rows):
                 m.d.sync += row.eq(0)
                 m.d.comb += [groups.r_en.eq(1), done.eq(1)]

@@ -1,22 +1,43 @@
 """What the controller and the three execution units (load, exec, store) exchange."""
 
-from amaranth.hdl import Cat, Const, unsigned
+from amaranth.hdl import Cat, Const, Mux, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from sw import isa
 from sw.isa import ErrorCause
 
 
-__all__ = ["PC_WIDTH", "command_layout", "CommandPacking", "error_layout", "UnitPort",
-           "hold_instruction", "complete_or_fault"]
-
-PC_WIDTH = 32
+__all__ = ["pc_width", "saturate_count", "command_layout", "CommandPacking", "error_layout",
+           "UnitPort", "hold_instruction", "complete_or_fault"]
 
 
-def command_layout():
+def pc_width(cfg):
+    """Bits of an instruction index (pc) inside the machine.
+
+    Instruction ``pc`` is the row at ``base + 16*pc`` (modulo ``2**addr_width``). Its fetch
+    faults unless the row lies below ``2**addr_width`` and in the DRAM window, whose size is
+    below ``2**addr_width``: no window holds both the last row of the address space and the
+    one that wraps to address 0, so every pc the machine reaches (executed, faulting, or the
+    fetch-fault marker) is at most ``2**(addr_width - 4)``, which needs ``addr_width - 3``
+    bits. The host's PROG_COUNT, PC and ERR_PC stay 32-bit: a count past what the address
+    space holds is saturated to the largest pc (the same fetch fault ends the program
+    first), and PC / ERR_PC read zero-extended."""
+    return cfg.addr_width - exact_log2(isa.INSTR_BYTES) + 1
+
+
+def saturate_count(cfg, count):
+    """The 32-bit PROG_COUNT ``count`` in :func:`pc_width` bits: a count the field cannot
+    hold becomes its largest value, still above every pc the machine reaches, so the program
+    ends exactly as with the full count."""
+    width = pc_width(cfg)
+    return Mux(count[width:] != 0, (1 << width) - 1, count[:width])
+
+
+def command_layout(cfg):
     """One dispatched instruction: the word and its index in the program."""
-    return data.StructLayout({"word": unsigned(isa.INSTR_BITS), "pc": unsigned(PC_WIDTH)})
+    return data.StructLayout({"word": unsigned(isa.INSTR_BITS), "pc": unsigned(pc_width(cfg))})
 
 
 class CommandPacking:
@@ -24,13 +45,14 @@ class CommandPacking:
     ``ones`` are 1 in every command of a queue (:func:`hw.decoder.legal_bits`), so only the
     others and the pc are stored.
 
-    ``width`` bits; :meth:`pack` a :func:`command_layout` value, :meth:`unpack` it back.
+    ``width`` bits (``pc_width`` of them the pc); :meth:`pack` a :func:`command_layout`
+    value, :meth:`unpack` it back.
     """
 
-    def __init__(self, mask, ones):
+    def __init__(self, mask, ones, pc_width):
         self._stored = [bit for bit in range(isa.INSTR_BITS) if (mask & ~ones) >> bit & 1]
         self._ones = ones
-        self.width = len(self._stored) + PC_WIDTH
+        self.width = len(self._stored) + pc_width
 
     def pack(self, command):
         return Cat(*(command.word[bit] for bit in self._stored), command.pc)
@@ -43,9 +65,9 @@ class CommandPacking:
         return Cat(*bits, packed[len(self._stored):])
 
 
-def error_layout(addr_width):
+def error_layout(cfg):
     return data.StructLayout({
-        "cause": ErrorCause, "pc": unsigned(PC_WIDTH), "addr": unsigned(addr_width)})
+        "cause": ErrorCause, "pc": unsigned(pc_width(cfg)), "addr": unsigned(cfg.addr_width)})
 
 
 class UnitPort(wiring.Signature):
@@ -60,20 +82,20 @@ class UnitPort(wiring.Signature):
     the instruction ``error.pc`` (one cycle; the controller keeps the first).
     """
 
-    def __init__(self, addr_width):
+    def __init__(self, cfg):
         super().__init__({
             "request": Out(1),
             "pop_prev": Out(1),
             "pop_next": Out(1),
-            "pc": Out(PC_WIDTH),
+            "pc": Out(pc_width(cfg)),
             "grant": In(1),
             "stop": In(1),
             "push_prev": Out(1),
             "push_next": Out(1),
-            "push_pc": Out(PC_WIDTH),
+            "push_pc": Out(pc_width(cfg)),
             "executing": Out(1),
             "error_valid": Out(1),
-            "error": Out(error_layout(addr_width)),
+            "error": Out(error_layout(cfg)),
         })
 
 

@@ -98,11 +98,10 @@ class Bench:
                 if offered:
                     entry = entries[index]
                     if isinstance(entry, tuple):      # a fetch fault at this pc
-                        ctx.set(dut.words.payload, {"word": 0, "pc": index, "fault": 1,
-                                                    "cause": entry[0], "addr": entry[1]})
+                        ctx.set(dut.words.payload, {"fault": 1, "cause": entry[0],
+                                                    "addr": entry[1]})
                     else:
-                        ctx.set(dut.words.payload, {"word": entry, "pc": index, "fault": 0,
-                                                    "cause": ErrorCause.NONE, "addr": 0})
+                        ctx.set(dut.words.payload, {"word": entry, "fault": 0})
         return fetcher
 
     def _unit(self, name):

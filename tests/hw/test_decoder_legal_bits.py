@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 from boards.targets import BOARDS
 from hw.config import Config
 from hw.decoder import Decoder, legal_bits
-from hw.queues import CommandPacking, command_layout
+from hw.queues import CommandPacking, command_layout, pc_width
 from sw import isa
 from sw.isa import Queue
 
@@ -91,15 +91,15 @@ def test_packing_round_trips_legal_commands(name):
     rng = random.Random(seed)
     for queue in QUEUES:
         mask, ones = legal_bits(cfg, queue)
-        packing = CommandPacking(mask, ones)
-        commands = [(mask | ones, (1 << 32) - 1), (ones, 0)]
-        commands += [((rng.getrandbits(isa.INSTR_BITS) & mask) | ones, rng.getrandbits(32))
-                     for _ in range(50)]
+        packing = CommandPacking(mask, ones, pc_width(cfg))
+        commands = [(mask | ones, (1 << pc_width(cfg)) - 1), (ones, 0)]
+        commands += [((rng.getrandbits(isa.INSTR_BITS) & mask) | ones,
+                      rng.getrandbits(pc_width(cfg))) for _ in range(50)]
 
         class Dut(wiring.Component):
             def __init__(self):
-                super().__init__({"i": wiring.In(command_layout()),
-                                  "o": Out(command_layout())})
+                super().__init__({"i": wiring.In(command_layout(cfg)),
+                                  "o": Out(command_layout(cfg))})
 
             def elaborate(self, platform):
                 m = Module()
