@@ -9,7 +9,10 @@ from .axi import AXI_LEN_WIDTH, AXI4Signature
 
 __all__ = ["AxiGuard"]
 
-_ADDR_FIELDS = ("addr", "len", "size", "burst", "id", "prot", "cache", "lock", "qos")
+# Address-channel fields held for the bus while draining; the others (size, burst, id,
+# prot, cache, lock, qos) the master keeps constant, also across its reset.
+_HELD_FIELDS = ("addr", "len")
+_CONSTANT_FIELDS = ("size", "burst", "id", "prot", "cache", "lock", "qos")
 
 
 class AxiGuard(wiring.Component):
@@ -25,7 +28,9 @@ class AxiGuard(wiring.Component):
     Ports
       s_axi       In(AXI4Signature): the master.
       m_axi       Out(AXI4Signature): the bus.
-      isolate     In(1): the master is reset at the end of this cycle.
+      isolate     In(1): the master is reset at the end of this cycle. Its AxSIZE, AxBURST,
+                  AxID, AxPROT, AxCACHE, AxLOCK and AxQOS must be constants (as the DMA's
+                  are): they always pass straight through, so only AxADDR / AxLEN are held.
       draining    Out(1): transactions the master started before ``isolate`` are still
                   being completed; the master's new requests wait until it is low.
 
@@ -78,7 +83,7 @@ class AxiGuard(wiring.Component):
         # `w_ahead` counts complete W bursts whose AW is not accepted yet.
         m.submodules.w_lengths = w_lengths = fifo.SyncFIFO(width=AXI_LEN_WIDTH, depth=limit)
         w_ahead = Signal(range(limit + 1))
-        w_sent = Signal(AXI_LEN_WIDTH + 1)   # beats of the current W burst already sent
+        w_sent = Signal(AXI_LEN_WIDTH)       # beats of the current W burst already sent
         w_last_fire = w_fire & bus.wlast
         ahead = w_last_fire & ~w_lengths.r_rdy      # a W burst completes before its AW...
         matched = aw_fire & (w_ahead == 0) & ahead  # ...which is accepted in the same cycle
@@ -92,8 +97,10 @@ class AxiGuard(wiring.Component):
             m.d.sync += w_sent.eq(Mux(bus.wlast, 0, w_sent + 1))
 
         # ---- requests presented but not accepted when the master is reset ------------------
-        ar_fields = Cat(getattr(bus, "ar" + f) for f in _ADDR_FIELDS)
-        aw_fields = Cat(getattr(bus, "aw" + f) for f in _ADDR_FIELDS)
+        m.d.comb += [getattr(bus, ch + f).eq(getattr(s, ch + f))
+                     for ch in ("ar", "aw") for f in _CONSTANT_FIELDS]
+        ar_fields = Cat(getattr(bus, "ar" + f) for f in _HELD_FIELDS)
+        aw_fields = Cat(getattr(bus, "aw" + f) for f in _HELD_FIELDS)
         ar_held, aw_held, w_held = Signal(), Signal(), Signal()
         ar_hold, aw_hold = Signal(len(ar_fields)), Signal(len(aw_fields))
         w_hold_data, w_hold_strb = Signal.like(s.wdata), Signal.like(s.wstrb)
@@ -123,8 +130,8 @@ class AxiGuard(wiring.Component):
                 s.rvalid.eq(bus.rvalid), bus.rready.eq(s.rready),
                 s.bvalid.eq(bus.bvalid), bus.bready.eq(s.bready),
             ]
-            m.d.comb += [ar_fields.eq(Cat(getattr(s, "ar" + f) for f in _ADDR_FIELDS)),
-                         aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _ADDR_FIELDS))]
+            m.d.comb += [ar_fields.eq(Cat(getattr(s, "ar" + f) for f in _HELD_FIELDS)),
+                         aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _HELD_FIELDS))]
         with m.Else():
             m.d.comb += [bus.rready.eq(1), bus.bready.eq(1),
                          bus.arvalid.eq(ar_held & (reads != limit)), ar_fields.eq(ar_hold),
@@ -134,7 +141,7 @@ class AxiGuard(wiring.Component):
             with m.If(aw_fire):
                 m.d.sync += aw_held.eq(0)
             # The W burst in progress: the oldest accepted AW's, else the held AW's.
-            held_len = aw_hold[len(bus.awaddr):][:AXI_LEN_WIDTH]  # fields: addr, len, ...
+            held_len = aw_hold[len(bus.awaddr):]  # fields: addr, len
             # (W beats go out only for bursts announced on AW, as the master sends them.)
             owed = w_lengths.r_rdy | (bus.awvalid & (w_ahead == 0))
             length = Mux(w_lengths.r_rdy, w_lengths.r_data, held_len)

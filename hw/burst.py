@@ -71,7 +71,7 @@ def burst_layout(cfg):
 class BurstGen(wiring.Component):
     """Command -> bursts: per row a window check, then INCR bursts covering the row.
 
-    Each row ``[a, a + row_bytes)`` must lie inside ``[window_base, window_base + window_size)``
+    Each row ``[a, a + row_bytes)`` must lie inside ``[window_base, window_end)``
     and below ``2**addr_width``; the first row that does not ends the command (no burst of it
     or a later row is produced) with an end entry ``{cause: DMA_WINDOW, addr: a}``. A row is
     split into bursts that start at its bus-aligned address, hold at most
@@ -83,7 +83,13 @@ class BurstGen(wiring.Component):
                    is high and the previous command's end entry has gone out.
       o            Out(stream(burst_layout)): the bursts, then one end entry per command.
       start        In(1): the owner is ready for a new command.
-      window_base, window_size   In(addr_width).
+      window_base  In(addr_width), window_end  In(addr_width + 1): the window; its end is
+                   an input so that the read and the write generator share one adder.
+      row_bytes    Out(ROW_BYTES_WIDTH): the current command's ``row_bytes``, and
+      has_data, result   Out(1), Out(stream{cause, addr}) payload: its end entry's
+                   ``has_data`` / ``{cause, addr}``, valid from the end entry on. All three
+                   hold until the next command is accepted, so an owner that takes one
+                   command at a time reads them here instead of carrying them in its queues.
 
     Latency
       The first burst is valid the cycle after ``cmd`` is accepted.
@@ -101,7 +107,10 @@ class BurstGen(wiring.Component):
             "o": Out(stream.Signature(burst_layout(cfg))),
             "start": In(1),
             "window_base": In(cfg.addr_width),
-            "window_size": In(cfg.addr_width),
+            "window_end": In(cfg.addr_width + 1),
+            "row_bytes": Out(ROW_BYTES_WIDTH),
+            "has_data": Out(1),
+            "result": Out(dma_status_layout(cfg)),
         })
 
     def elaborate(self, platform):
@@ -115,7 +124,7 @@ class BurstGen(wiring.Component):
         # a position is a beat address; the row ends in the beat holding byte row_end - 1.
         beat_bits = exact_log2(cfg.max_burst_beats) + 1
 
-        row_bytes = Signal(ROW_BYTES_WIDTH)
+        row_bytes = self.row_bytes
         stride = Signal(aw)
         stride_far = Signal()       # stride >= 2**addr_width: the next row is beyond the space
         # Row addresses only matter below 2**addr_width: a row at or beyond it fails the
@@ -127,26 +136,28 @@ class BurstGen(wiring.Component):
         pos = Signal(aw - off_bits)         # beat address of the next burst of the row
         row_first = Signal()
         fault = Signal()            # the row at `row_addr` failed the window check
-        has_data = Signal()
+        has_data = self.has_data
         tag = Signal()
 
         offset = row_addr[:off_bits]
         row_end = row_addr + row_bytes
-        window_end = self.window_base + self.window_size
-        row_ok = (~beyond & (row_addr >= self.window_base) & (row_end <= window_end)
+        row_ok = (~beyond & (row_addr >= self.window_base) & (row_end <= self.window_end)
                   & (row_end <= (1 << aw)))
 
         # The burst starting at the current position (the row start for the first burst):
         # up to the 4 KiB page end and max_burst_beats, or to the row end if that comes first.
         # Only a row that passed the check gets bursts, so row_end <= 2**addr_width here.
+        # Both are powers of two, so min(beats to the page end, max_burst_beats) only takes
+        # a subtraction in the page's last max_burst_beats-aligned block.
         cur = Signal.like(pos)
-        to_4k = Signal(range(page_beats + 1))
         limit = Signal(beat_bits)
         reach = Signal(len(pos) + 1)
+        block_bits = exact_log2(min(page_beats, cfg.max_burst_beats))
+        block_beats = 1 << block_bits
+        last_block = cur[block_bits:exact_log2(page_beats)].all()
         m.d.comb += [
             cur.eq(Mux(row_first, row_addr[off_bits:], pos)),
-            to_4k.eq(page_beats - cur[:exact_log2(page_beats)]),
-            limit.eq(Mux(to_4k < cfg.max_burst_beats, to_4k, cfg.max_burst_beats)),
+            limit.eq(Mux(last_block, block_beats - cur[:block_bits], block_beats)),
             reach.eq(cur + limit),
         ]
         last_of_row = Cat(Const(0, off_bits), reach) >= row_end
@@ -154,6 +165,9 @@ class BurstGen(wiring.Component):
         tail = (row_end[off_bits:][:beat_bits] - cur[:beat_bits]
                 + (row_end[:off_bits] != 0))[:beat_bits]
         beats = Mux(last_of_row, tail, limit)
+
+        m.d.comb += [self.result.cause.eq(Mux(fault, ErrorCause.DMA_WINDOW, ErrorCause.NONE)),
+                     self.result.addr.eq(Mux(fault, row_addr, 0))]
 
         o = self.o.p
         with m.FSM():
@@ -207,8 +221,8 @@ class BurstGen(wiring.Component):
                 m.d.comb += [
                     self.o.valid.eq(1),
                     o.end.eq(1),
-                    o.cause.eq(Mux(fault, ErrorCause.DMA_WINDOW, ErrorCause.NONE)),
-                    o.addr.eq(Mux(fault, row_addr, 0)),
+                    o.cause.eq(self.result.cause),
+                    o.addr.eq(self.result.addr),
                     o.has_data.eq(has_data),
                     o.tag.eq(tag),
                 ]

@@ -1,9 +1,10 @@
 """The 2D DMA engine: AXI4 master with independent read and write engines."""
 
-from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, exact_log2
+from amaranth.utils import exact_log2
 
 from sw.isa import ErrorCause
 
@@ -69,6 +70,83 @@ def _sat_sub_bus(count, bus_bytes):
     return Mux(_at_most_bus(count, bus_bytes), 0, Cat(count[:off_bits], count[off_bits:] - 1))
 
 
+class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (``depth >= 2``), cycle for cycle, with
+    a read port transparent to the write port.
+
+    The storage is never read and written at one address in the same cycle (a write needs a
+    free entry, a read a filled one), so transparency changes nothing, but it is what block
+    RAM mapping makes cheap: for a read port returning the old data on a collision yosys
+    delays every write by a cycle and adds a bypass, twice the registers of the bus width.
+    """
+
+    def __init__(self, *, width, depth):
+        if depth < 2:
+            raise ValueError(f"_BlockRamFifo depth={depth!r} must be at least 2")
+        super().__init__(width=width, depth=depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        inner_depth = self.depth - 1
+        storage = m.submodules.storage = Memory(shape=self.width, depth=inner_depth, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="sync", transparent_for=(w_port,))
+        produce = Signal(range(inner_depth))
+        consume = Signal(range(inner_depth))
+        inner_level = Signal(range(inner_depth + 1))
+
+        def incr(index):
+            return Mux(index == inner_depth - 1, 0, index + 1)
+
+        do_write = self.w_rdy & self.w_en
+        do_inner_read = (inner_level != 0) & (~self.r_rdy | self.r_en)
+        m.d.comb += [
+            self.w_rdy.eq(inner_level != inner_depth),
+            w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
+            r_port.addr.eq(consume), r_port.en.eq(do_inner_read), self.r_data.eq(r_port.data),
+            self.w_level.eq(inner_level + self.r_rdy), self.r_level.eq(self.w_level),
+        ]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_inner_read):
+            m.d.sync += [consume.eq(incr(consume)), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        m.d.sync += inner_level.eq(inner_level + do_write - do_inner_read)
+        return m
+
+
+def _read_meta_layout(cfg):
+    """The fields of a :func:`burst_layout` entry the read engine uses after the AR. With one
+    burst in flight (no burst address needed, see the read engine) a burst's ``offset`` and
+    ``row_bytes`` and an end entry's ``addr`` and ``cause`` share their bits."""
+    fields = burst_layout(cfg).members
+    common = {name: fields[name] for name in
+              ("end", "len", "row_first", "row_last", "cmd_last", "tag")}
+    if cfg.max_outstanding > 1:
+        return data.StructLayout({**common, **{name: fields[name] for name in
+                                               ("addr", "offset", "row_bytes", "cause")}})
+    layout, at = {}, 0
+    for name, shape in common.items():
+        layout[name] = data.Field(shape, at)
+        at += layout[name].width
+    union = at
+    for part in (("offset", "row_bytes"), ("addr", "cause")):
+        at = union
+        for name in part:
+            layout[name] = data.Field(fields[name], at)
+            at += layout[name].width
+    return data.FlexibleLayout(max(field.offset + field.width for field in layout.values()),
+                               layout)
+
+
+def _write_meta_layout(cfg):
+    """The fields of a :func:`burst_layout` entry the write engine uses after the AW."""
+    fields = burst_layout(cfg).members
+    return data.StructLayout({name: fields[name]
+                              for name in ("end", "len", "offset", "row_first")})
+
+
 class Dma(wiring.Component):
     """AXI4 master moving 2D blocks between DRAM and bus-wide row beats.
 
@@ -81,8 +159,9 @@ class Dma(wiring.Component):
                    AxSIZE = log2(bus bytes), ID 0, at most ``cfg.max_burst_beats`` beats, never
                    across 4 KiB; every burst starts at a bus-aligned address; rows are split
                    into bursts independently (unaligned ends use WSTRB on writes and are
-                   discarded on reads). AxVALID / WVALID come from registers and hold until
-                   their handshake. RREADY and BREADY stay high.
+                   discarded on reads; WDATA lanes with WSTRB low carry unspecified bytes).
+                   AxVALID / WVALID come from registers and hold until their handshake.
+                   RREADY and BREADY stay high.
       rd_cmd       In(stream(dma_cmd_layout)).
       rd_data      Out(stream{data, row_last, last}): each row from lane 0 in exactly
                    ``ceil(row_bytes / bus_bytes)`` beats, lanes past the row end zero,
@@ -92,7 +171,8 @@ class Dma(wiring.Component):
       wr_data      In(stream{data, row_last, last}): the rows to write, same format as
                    ``rd_data`` (``row_last`` is not used; ``last`` ends a faulted command).
       wr_status    Out(stream{cause, addr}): one per write command, after its last B response.
-      window_base, window_size   In(addr_width): the DRAM window every row must lie in.
+      window_base  In(addr_width), window_size  In(addr_width + 1): the DRAM window every
+                   row must lie in (a size of ``2**addr_width`` is the whole address space).
       bytes_read, bytes_written  Out(32): running counts of the payload bytes delivered on
                    ``rd_data`` / written with WSTRB set, wrapping.
       clear_counters             In(1): clears both counts.
@@ -140,7 +220,7 @@ class Dma(wiring.Component):
             "wr_data": In(stream.Signature(dma_data_layout(cfg))),
             "wr_status": Out(stream.Signature(dma_status_layout(cfg))),
             "window_base": In(cfg.addr_width),
-            "window_size": In(cfg.addr_width),
+            "window_size": In(cfg.addr_width + 1),
             "bytes_read": Out(COUNTER_WIDTH),
             "bytes_written": Out(COUNTER_WIDTH),
             "clear_counters": In(1),
@@ -156,8 +236,9 @@ class Dma(wiring.Component):
         size = exact_log2(self._cfg.bus_bytes)
         m.d.comb += [axi.arsize.eq(size), axi.arburst.eq(AxiBurst.INCR),
                      axi.awsize.eq(size), axi.awburst.eq(AxiBurst.INCR)]
-        read_bytes = self._read_engine(m)
-        write_bytes = self._write_engine(m)
+        window_end = self.window_base + self.window_size
+        read_bytes = self._read_engine(m, window_end)
+        write_bytes = self._write_engine(m, window_end)
         with m.If(self.clear_counters):
             m.d.sync += [self.bytes_read.eq(0), self.bytes_written.eq(0)]
         with m.Else():
@@ -165,7 +246,7 @@ class Dma(wiring.Component):
                          self.bytes_written.eq(self.bytes_written + write_bytes)]
         return m
 
-    def _burst_gen(self, m, name, cmd, status, in_flight):
+    def _burst_gen(self, m, name, cmd, status, in_flight, window_end):
         """A BurstGen fed from ``cmd`` with at most ``in_flight`` commands between their
         acceptance and their ``status``."""
         gen = m.submodules[name] = BurstGen(self._cfg)
@@ -174,33 +255,44 @@ class Dma(wiring.Component):
         started = gen.cmd.valid & gen.cmd.ready
         finished = status.valid & status.ready
         m.d.comb += [gen.start.eq(count < in_flight), gen.window_base.eq(self.window_base),
-                     gen.window_size.eq(self.window_size)]
+                     gen.window_end.eq(window_end)]
         m.d.sync += count.eq(count + started - finished)
         return gen
 
-    def _read_engine(self, m):
+    def _read_engine(self, m, window_end):
         """AR issue with buffer credits, R buffer, realignment; returns bytes delivered now."""
         cfg = self._cfg
         axi = self.m_axi
         bus_bytes = cfg.bus_bytes
         dw = cfg.dma_data_width
-        layout = burst_layout(cfg)
+        # With one burst in flight an AR needs an empty queue, so ARADDR keeps the address of
+        # the burst being realigned until its command's status is taken: the queue holds no
+        # burst addresses, and a fault's address need not be copied.
+        several = cfg.max_outstanding > 1
+        layout = _read_meta_layout(cfg)
         depth = self.read_buffer_beats
         # Two commands in flight: the next one's ARs go out while the last one's data drains.
         # Burst tags alternate, so a failed command's bursts are told from the next one's.
-        gen = self._burst_gen(m, "rd_gen", self.rd_cmd, self.rd_status, in_flight=2)
-        dbuf = m.submodules.rd_buf = fifo.SyncFIFOBuffered(width=dw + len(axi.rresp),
-                                                            depth=depth)
+        gen = self._burst_gen(m, "rd_gen", self.rd_cmd, self.rd_status, in_flight=2,
+                             window_end=window_end)
+        dbuf = m.submodules.rd_buf = _BlockRamFifo(width=dw + len(axi.rresp), depth=depth)
         meta_fifo = m.submodules.rd_meta = fifo.SyncFIFOBuffered(
             width=layout.size, depth=cfg.max_outstanding + 1)
         meta = data.View(layout, meta_fifo.r_data)
 
+        burst = gen.o.p
         # Beats of issued bursts not yet taken out of the buffer: an AR goes out only when
-        # its whole burst fits, which is why RREADY never needs to drop.
-        reserved = Signal(range(depth + 1))
+        # its whole burst fits, which is why RREADY never needs to drop. With one burst in
+        # flight the queue is only empty once the buffer is, and a burst fills at most half
+        # of it: nothing to count.
         reserve = Signal(range(depth + 1))
         release = Signal()
-        m.d.sync += reserved.eq(reserved + reserve - release)
+        if several:
+            reserved = Signal(range(depth + 1))
+            m.d.sync += reserved.eq(reserved + reserve - release)
+            fits = reserved + burst.len + 1 <= depth
+        else:
+            fits = Const(1)
 
         # AR issue.
         # Tags of the bursts whose R beats are due, in order, so an error response stops the
@@ -209,7 +301,6 @@ class Dma(wiring.Component):
         stopped = Signal()
         stopped_tag = Signal()
 
-        burst = gen.o.p
         ar_free = ~axi.arvalid | axi.arready
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += axi.arvalid.eq(0)
@@ -218,13 +309,19 @@ class Dma(wiring.Component):
                 m.d.comb += [gen.o.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
             with m.Elif(stopped & (burst.tag == stopped_tag)):
                 m.d.comb += gen.o.ready.eq(1)
-            with m.Elif(ar_free & (meta_fifo.w_level < cfg.max_outstanding)
-                        & (reserved + burst.len + 1 <= depth)):
+            with m.Elif(ar_free & (meta_fifo.w_level < cfg.max_outstanding) & fits):
                 m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), due_tags.w_en.eq(1),
                              reserve.eq(burst.len + 1)]
                 m.d.sync += [axi.arvalid.eq(1), axi.araddr.eq(burst.addr),
                              axi.arlen.eq(burst.len)]
-        m.d.comb += [meta_fifo.w_data.eq(burst), due_tags.w_data.eq(burst.tag)]
+        # Without burst addresses an end entry's fields overlay a burst's (_read_meta_layout).
+        end_only = () if several else ("addr", "cause")
+        entry = Signal(layout)
+        m.d.comb += [entry[name].eq(burst[name]) for name, _ in layout
+                     if name not in end_only]
+        with m.If(burst.end):
+            m.d.comb += [entry[name].eq(burst[name]) for name in end_only]
+        m.d.comb += [meta_fifo.w_data.eq(entry), due_tags.w_data.eq(burst.tag)]
 
         # R into the buffer.
         m.d.comb += [axi.rready.eq(dbuf.w_rdy), dbuf.w_en.eq(axi.rvalid),
@@ -237,7 +334,7 @@ class Dma(wiring.Component):
         # The command at the head of the realignment saw an error response: drop its data.
         failed = Signal()
         fail_cause = Signal(ErrorCause)
-        fail_addr = Signal(cfg.addr_width)
+        fail_addr = Signal(cfg.addr_width) if several else axi.araddr
 
         # Realignment: output beat j of a row is bytes [offset + j*B, offset + (j+1)*B) of the
         # row's bus beats, i.e. the previous and the current bus beat shifted by the offset.
@@ -296,8 +393,9 @@ class Dma(wiring.Component):
                 m.d.sync += [prev.eq(beat), beat_idx.eq(beat_idx + 1),
                              out_rem.eq(Mux(emit, _sat_sub_bus(cur_rem, bus_bytes), cur_rem))]
                 with m.If(beat_error & ~failed):
-                    m.d.sync += [failed.eq(1), fail_cause.eq(_bus_error_cause(resp)),
-                                 fail_addr.eq(meta.addr)]
+                    m.d.sync += [failed.eq(1), fail_cause.eq(_bus_error_cause(resp))]
+                    if several:
+                        m.d.sync += fail_addr.eq(meta.addr)
                 with m.If(last_of_burst):
                     m.d.sync += beat_idx.eq(0)
                     row_left = Mux(emit, ~_at_most_bus(cur_rem, bus_bytes), cur_rem != 0)
@@ -307,23 +405,30 @@ class Dma(wiring.Component):
                         m.d.comb += meta_fifo.r_en.eq(1)
         return delivered
 
-    def _write_engine(self, m):
+    def _write_engine(self, m, window_end):
         """AW issue, W realignment and strobes, B tracking; returns bytes written now."""
         cfg = self._cfg
         axi = self.m_axi
         bus_bytes = cfg.bus_bytes
         dw = cfg.dma_data_width
-        layout = burst_layout(cfg)
-        gen = self._burst_gen(m, "wr_gen", self.wr_cmd, self.wr_status, in_flight=1)
+        # One command at a time: its row_bytes and end result are read from the generator,
+        # which holds them until the next command, so the queue carries only per-burst fields.
+        gen = self._burst_gen(m, "wr_gen", self.wr_cmd, self.wr_status, in_flight=1,
+                             window_end=window_end)
+        layout = _write_meta_layout(cfg)
         meta_fifo = m.submodules.wr_meta = fifo.SyncFIFOBuffered(
             width=layout.size, depth=cfg.max_outstanding + 1)
         meta = data.View(layout, meta_fifo.r_data)
-        # Addresses of the bursts awaiting their B response, to report a failing one.
-        pending = m.submodules.wr_pending = fifo.SyncFIFO(width=cfg.addr_width,
-                                                          depth=cfg.max_outstanding)
+        # Addresses of the bursts awaiting their B response, to report a failing one. With
+        # one burst outstanding the next AW waits for its B, and after an error for the
+        # status, so AWADDR holds that address all along: the queue only counts.
+        several = cfg.max_outstanding > 1
+        # (Not width 0, which yosys cannot emit; the unread bit is optimised away.)
+        pending = m.submodules.wr_pending = fifo.SyncFIFO(
+            width=cfg.addr_width if several else 1, depth=cfg.max_outstanding)
         bus_error = Signal()
         fail_cause = Signal(ErrorCause)
-        fail_addr = Signal(cfg.addr_width)
+        fail_addr = Signal(cfg.addr_width) if several else axi.awaddr
 
         # AW issue.
         burst = gen.o.p
@@ -339,43 +444,43 @@ class Dma(wiring.Component):
                 m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), pending.w_en.eq(1)]
                 m.d.sync += [axi.awvalid.eq(1), axi.awaddr.eq(burst.addr),
                              axi.awlen.eq(burst.len)]
-        m.d.comb += [meta_fifo.w_data.eq(burst), pending.w_data.eq(burst.addr)]
+        entry = Signal(layout)
+        m.d.comb += [entry[name].eq(burst[name]) for name, _ in layout]
+        m.d.comb += meta_fifo.w_data.eq(entry)
+        if several:
+            m.d.comb += pending.w_data.eq(burst.addr)
 
         # B.
         m.d.comb += [axi.bready.eq(1), pending.r_en.eq(axi.bvalid)]
         with m.If(axi.bvalid & _is_error(axi.bresp) & ~bus_error):
-            m.d.sync += [bus_error.eq(1), fail_cause.eq(_bus_error_cause(axi.bresp)),
-                         fail_addr.eq(pending.r_data)]
+            m.d.sync += [bus_error.eq(1), fail_cause.eq(_bus_error_cause(axi.bresp))]
+            if several:
+                m.d.sync += fail_addr.eq(pending.r_data)
 
         # W: bus beat k of a row holds input beats k-1 and k shifted up by the row's offset.
         offset = meta.offset
         beat_idx = Signal(len(meta.len))
         prev = Signal(dw)
         bus_rem = Signal(ROW_BYTES_WIDTH + 1)  # bytes from this bus beat's lane 0 to row end
-        in_rem = Signal(ROW_BYTES_WIDTH)       # row bytes not yet taken from wr_data
         last_seen = Signal()                   # the command's `last` wr_data beat was taken
         ended = Signal()
-        end_cause = Signal(ErrorCause)
-        end_addr = Signal(cfg.addr_width)
-        written = Signal(bits_for(bus_bytes))
 
         first_beat = Signal()
         cur_bus_rem = Signal.like(bus_rem)
-        cur_in_rem = Signal.like(in_rem)
         low = Signal.like(offset)
         need_in = Signal()
-        incoming = Signal(dw)
         shifted = Signal(2 * dw)
         strobe = Signal(bus_bytes)
         m.d.comb += [
             first_beat.eq(meta.row_first & (beat_idx == 0)),
-            cur_bus_rem.eq(Mux(first_beat, offset + meta.row_bytes, bus_rem)),
-            cur_in_rem.eq(Mux(first_beat, meta.row_bytes, in_rem)),
+            cur_bus_rem.eq(Mux(first_beat, offset + gen.row_bytes, bus_rem)),
             low.eq(Mux(first_beat, offset, 0)),
-            need_in.eq(cur_in_rem != 0),
-            incoming.eq(Mux(need_in, self.wr_data.p.data, 0)),
-            shifted.eq(Cat(Mux(first_beat, 0, prev), incoming)
-                       >> Cat(Const(0, 3), bus_bytes - offset)),
+            # Past a row's first bus beat, input bytes remain while more than the offset's
+            # lanes of the row remain: the input beats are the row shifted down by them.
+            need_in.eq(first_beat | (bus_rem > offset)),
+            # Lanes outside the row (from `prev` before its first byte, from `wr_data` past
+            # its end) have their strobe low, so their data is left unmasked.
+            shifted.eq(Cat(prev, self.wr_data.p.data) >> Cat(Const(0, 3), bus_bytes - offset)),
             strobe.eq(Mux(bus_error, 0, Cat((lane >= low) & (_clamp(cur_bus_rem, bus_bytes) > lane)
                                             for lane in range(bus_bytes)))),
         ]
@@ -388,10 +493,8 @@ class Dma(wiring.Component):
             m.d.sync += [
                 axi.wvalid.eq(1), axi.wdata.eq(shifted[:dw]), axi.wstrb.eq(strobe),
                 axi.wlast.eq(beat_idx == meta.len),
-                written.eq(sum(strobe[lane] for lane in range(bus_bytes))),
-                prev.eq(incoming),
+                prev.eq(self.wr_data.p.data),
                 bus_rem.eq(_sat_sub_bus(cur_bus_rem, bus_bytes)),
-                in_rem.eq(_sat_sub_bus(cur_in_rem, bus_bytes)),
                 beat_idx.eq(beat_idx + 1),
             ]
             with m.If(need_in & self.wr_data.p.last):
@@ -400,18 +503,19 @@ class Dma(wiring.Component):
                 m.d.comb += meta_fifo.r_en.eq(1)
                 m.d.sync += beat_idx.eq(0)
         with m.Elif(meta_fifo.r_rdy & meta.end):
-            with m.If(meta.has_data & ~last_seen):
+            with m.If(gen.has_data & ~last_seen):
                 m.d.comb += self.wr_data.ready.eq(1)
                 with m.If(self.wr_data.valid & self.wr_data.p.last):
                     m.d.sync += last_seen.eq(1)
             with m.Else():
                 m.d.comb += meta_fifo.r_en.eq(1)
-                m.d.sync += [ended.eq(1), end_cause.eq(meta.cause), end_addr.eq(meta.addr)]
+                m.d.sync += ended.eq(1)
 
         status = self.wr_status
         m.d.comb += [status.valid.eq(ended & ~pending.r_rdy & ~axi.wvalid),
-                     status.p.cause.eq(Mux(bus_error, fail_cause, end_cause)),
-                     status.p.addr.eq(Mux(bus_error, fail_addr, end_addr))]
+                     status.p.cause.eq(Mux(bus_error, fail_cause, gen.result.cause)),
+                     status.p.addr.eq(Mux(bus_error, fail_addr, gen.result.addr))]
         with m.If(status.valid & status.ready):
             m.d.sync += [ended.eq(0), bus_error.eq(0), last_seen.eq(0)]
+        written = sum(axi.wstrb[lane] for lane in range(bus_bytes))
         return Mux(axi.wvalid & axi.wready, written, 0)

@@ -31,6 +31,11 @@ from sw.isa import ErrorCause
 MEM_BYTES = 1 << 18
 
 
+def mem_bytes(cfg):
+    """The DRAM model's size: MEM_BYTES, or the whole address space if that is smaller."""
+    return min(MEM_BYTES, 1 << cfg.addr_width)
+
+
 def config_from_env():
     return Config.from_json(os.environ["DMA_CONFIG"])
 
@@ -138,15 +143,18 @@ class DmaTb:
         self.out_stall = 0.0
         self.in_gap = 0.0
         self.cycle = 0
+        self.mem_bytes = mem_bytes(cfg)
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi", bus_separator="__"), dut.clk,
-                          dut.rst, size=MEM_BYTES)
+                          dut.rst, size=self.mem_bytes)
         for log in (self.ram.write_if.log, self.ram.read_if.log):
             log.setLevel(logging.WARNING)
         self.errors = ErrorRanges(self.ram)
-        self.ram.write(0, rng.randbytes(MEM_BYTES))
+        self.ram.write(0, rng.randbytes(self.mem_bytes))
 
-    async def start(self, window=(0, MEM_BYTES)):
+    async def start(self, window=None):
+        """Reset the DUT; ``window`` (base, size) defaults to all of the memory."""
         dut = self.dut
+        window = (0, self.mem_bytes) if window is None else window
         for name in ("rd_cmd", "wr_cmd", "wr_data"):
             getattr(dut, f"{name}__valid").value = 0
         for name in ("rd_data", "rd_status", "wr_status"):
@@ -288,7 +296,7 @@ class DmaTb:
                 return (ErrorCause(status["cause"]), status["addr"]), self.cycle - start
 
     def memory(self):
-        return bytearray(self.ram.read(0, MEM_BYTES))
+        return bytearray(self.ram.read(0, self.mem_bytes))
 
 
 def row_to_beats(row, bus_bytes):
@@ -359,7 +367,7 @@ def random_cmd(rng, cfg, region, max_rows=6, max_row_bytes=None):
 async def random_traffic(tb, n_cmds):
     """Concurrent random reads (lower half) and writes (upper half); byte-exact checks."""
     reference = tb.memory()
-    half = MEM_BYTES // 2
+    half = tb.mem_bytes // 2
     moved = {"read": 0, "write": 0}
 
     async def reads():
@@ -373,7 +381,7 @@ async def random_traffic(tb, n_cmds):
 
     async def writes():
         for _ in range(n_cmds):
-            cmd = random_cmd(tb.rng, tb.cfg, range(half, MEM_BYTES))
+            cmd = random_cmd(tb.rng, tb.cfg, range(half, tb.mem_bytes))
             rows_data = [tb.rng.randbytes(cmd["row_bytes"]) for _ in range(cmd["rows"])]
             status, _ = await tb.write(cmd, rows_data)
             want = apply_write(cmd, rows_data, tb.window, reference, tb.cfg)
@@ -395,11 +403,11 @@ async def random_traffic(tb, n_cmds):
 def assert_memory(tb, reference):
     mem = tb.memory()
     if mem != reference:
-        bad = [i for i in range(MEM_BYTES) if mem[i] != reference[i]]
+        bad = [i for i in range(len(mem)) if mem[i] != reference[i]]
         raise AssertionError(f"{len(bad)} memory bytes differ, first at {bad[0]:#x}")
 
 
-async def new_tb(dut, name, window=(0, MEM_BYTES)):
+async def new_tb(dut, name, window=None):
     tb = DmaTb(dut, config_from_env(), random.Random(seed_from_env(name)))
     await tb.start(window)
     return tb
@@ -468,7 +476,7 @@ async def test_bus_errors(dut):
     for resp, cause in ((AxiResp.SLVERR, ErrorCause.DMA_SLVERR),
                         (AxiResp.DECERR, ErrorCause.DMA_DECERR)):
         reference = tb.memory()
-        bad = tb.rng.randrange(0x10, MEM_BYTES // burst_bytes - 0x10) * burst_bytes
+        bad = tb.rng.randrange(0x10, tb.mem_bytes // burst_bytes - 0x10) * burst_bytes
         tb.errors.ranges = {range(bad, bad + bus_bytes): resp}
         row_bytes = burst_bytes
         addr = bad - 2 * row_bytes
@@ -504,16 +512,19 @@ async def test_pipelined_reads(dut):
     bus_bytes = tb.cfg.bus_bytes
     burst_bytes = bus_bytes * tb.cfg.max_burst_beats
     # The failing beats lie 4 bursts apart, so each failing command (one burst before its
-    # failing beat, 4 bursts long) meets only its own; 4 KiB bursts still end below 0x10000.
-    slverr, decerr = 0x8000, 0x8000 + 4 * burst_bytes
+    # failing beat, 4 bursts long) meets only its own; 4 KiB bursts still end below a
+    # quarter of the memory, where the other commands start.
+    slverr = tb.mem_bytes // 8
+    decerr = slverr + 4 * burst_bytes
     bad = {range(slverr, slverr + bus_bytes): AxiResp.SLVERR,
            range(decerr, decerr + bus_bytes): AxiResp.DECERR}
     tb.errors.ranges = bad
-    cmds = [random_cmd(tb.rng, tb.cfg, range(0x10000, MEM_BYTES)) for _ in range(12)]
+    cmds = [random_cmd(tb.rng, tb.cfg, range(tb.mem_bytes // 4, tb.mem_bytes))
+            for _ in range(12)]
     for at, where in ((2, slverr), (5, decerr), (8, slverr)):
         cmds[at] = {"addr": where - burst_bytes, "rows": 4, "row_bytes": burst_bytes,
                     "stride": burst_bytes}
-    cmds[10] = {"addr": MEM_BYTES - 40, "rows": 2, "row_bytes": 32, "stride": 32}
+    cmds[10] = {"addr": tb.mem_bytes - 40, "rows": 2, "row_bytes": 32, "stride": 32}
     for (beats, status), cmd in zip(await tb.read_many(cmds), cmds, strict=True):
         err = tb.errors.lookup(cmd["addr"], cmd["rows"] * cmd["row_bytes"])
         if err is None:

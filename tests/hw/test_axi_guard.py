@@ -214,3 +214,34 @@ def test_passes_through_without_latency():
 def test_invalid_limit_names_the_parameter():
     with pytest.raises(ValueError, match="max_outstanding"):
         AxiGuard(addr_width=16, data_width=32, id_width=1, max_outstanding=0)
+
+
+def test_held_request_keeps_the_master_constants_while_draining():
+    """An AR / AW pending at the reset is replayed from the held AxADDR / AxLEN, the other
+    fields straight from the master, which keeps them constant across its reset."""
+    dut = AxiGuard(addr_width=16, data_width=32, id_width=1, max_outstanding=LIMIT)
+    request = {"addr": 0x40, "len": 3, "size": 2, "burst": 1, "id": 1, "prot": 5,
+               "cache": 3, "lock": 1, "qos": 7}
+
+    async def bench(ctx):
+        for ch in ("ar", "aw"):
+            ctx.set(getattr(dut.s_axi, f"{ch}valid"), 1)
+            for field, value in request.items():
+                ctx.set(getattr(dut.s_axi, f"{ch}{field}"), value)
+        ctx.set(dut.isolate, 1)
+        await ctx.tick()
+        ctx.set(dut.isolate, 0)
+        # The master is reset: no VALID, the moving fields cleared, the constants kept.
+        for ch in ("ar", "aw"):
+            for name in ("valid", "addr", "len"):
+                ctx.set(getattr(dut.s_axi, f"{ch}{name}"), 0)
+        assert ctx.get(dut.draining)
+        for ch in ("ar", "aw"):
+            assert ctx.get(getattr(dut.m_axi, f"{ch}valid")) == 1
+            for field, value in request.items():
+                assert ctx.get(getattr(dut.m_axi, f"{ch}{field}")) == value, (ch, field)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()

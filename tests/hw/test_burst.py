@@ -99,7 +99,7 @@ def _run_and_check(cfg, window, cmds, seed):
 
     async def tb(ctx):
         ctx.set(dut.window_base, window[0])
-        ctx.set(dut.window_size, window[1])
+        ctx.set(dut.window_end, window[0] + window[1])
         ctx.set(dut.start, 1)
         for cmd in cmds:
             ctx.set(dut.cmd.p, cmd)

@@ -26,6 +26,13 @@ def _cfg(width):
                   dram_size=MEM_BYTES)
 
 
+def _single_cfg(width):
+    """As the iCEBreaker's DMA: 16-beat bursts, one read burst in flight, one write burst
+    awaiting B (the engines then keep no burst addresses of their own)."""
+    return Config(dma_data_width=width, addr_width=17, id_width=1, max_burst_beats=16,
+                  max_outstanding=1, dram_size=MEM_BYTES)
+
+
 class AxiMemory:
     """AXI4 slave over a bytearray: random ready/valid stalls, in-order responses, protocol
     checks (bursts aligned, <= max beats, inside one 4 KiB page, VALID held until READY)
@@ -147,8 +154,8 @@ def _expected_rows(cmd, window, mem):
 
 
 class Harness:
-    def __init__(self, width, seed, stall=0.0, out_stall=0.0):
-        self.cfg = _cfg(width)
+    def __init__(self, width, seed, stall=0.0, out_stall=0.0, config=_cfg):
+        self.cfg = config(width)
         self.rng = random.Random(seed)
         self.dut = Dma(self.cfg)
         self.mem = AxiMemory(self.cfg, self.rng, stall)
@@ -276,12 +283,13 @@ def _write_expect(cmd, rows_data, window, mem):
     return status
 
 
-@pytest.mark.parametrize("width", [32, 64, 128])
+@pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 64), (_cfg, 128),
+                                           (_single_cfg, 32)])
 @pytest.mark.parametrize("stall", [0.0, 0.4])
-def test_random_transfers(width, stall):
+def test_random_transfers(config, width, stall):
     """Concurrent random reads (low half) and writes (high half), byte-exact."""
     seed = _seed()
-    h = Harness(width, seed, stall=stall, out_stall=stall)
+    h = Harness(width, seed, stall=stall, out_stall=stall, config=config)
     reference = bytearray(h.mem.mem)
     n_cmds = 12
 
@@ -304,11 +312,11 @@ def test_random_transfers(width, stall):
     assert h.mem.mem == reference
 
 
-@pytest.mark.parametrize("width", [32, 128])
-def test_window_faults(width):
+@pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 128), (_single_cfg, 32)])
+def test_window_faults(config, width):
     """Rows leaving the window stop the command at that row; later commands still work."""
     seed = _seed()
-    h = Harness(width, seed, stall=0.3, out_stall=0.3)
+    h = Harness(width, seed, stall=0.3, out_stall=0.3, config=config)
     h.window = (0x2000, 0x4000)
     reference = bytearray(h.mem.mem)
 
@@ -331,11 +339,42 @@ def test_window_faults(width):
     assert h.mem.mem == reference
 
 
+@pytest.mark.parametrize("config", [_cfg, _single_cfg])
+def test_window_of_the_whole_address_space(config):
+    """A window of all ``2**addr_width`` bytes (a board whose RAM fills its address space)
+    takes every row inside the space and stops only a row crossing its top."""
+    seed = _seed()
+    h = Harness(32, seed, stall=0.3, out_stall=0.3, config=config)
+    top = 1 << h.cfg.addr_width
+    h.window = (0, top)
+    reference = bytearray(h.mem.mem)
+
+    async def tb(ctx):
+        for cmd in [{"addr": 0, "rows": 2, "row_bytes": 16, "stride": 64},
+                    {"addr": MEM_BYTES - 40, "rows": 2, "row_bytes": 20, "stride": 20}]:
+            beats, status = await h.read(ctx, cmd)
+            _check_read(h, cmd, beats, status, reference)
+            rows_data = [h.rng.randbytes(cmd["row_bytes"]) for _ in range(cmd["rows"])]
+            status = await h.write(ctx, cmd, rows_data)
+            assert status == _write_expect(cmd, rows_data, h.window, reference), cmd
+        # The last row of the space is taken up to its last byte; one byte more is outside.
+        crossing = {"addr": top - 8, "rows": 1, "row_bytes": 9, "stride": 9}
+        beats, status = await h.read(ctx, crossing)
+        assert (beats, status) == ([], (ErrorCause.DMA_WINDOW, top - 8))
+        status = await h.write(ctx, crossing, [bytes(9)])
+        assert status == (ErrorCause.DMA_WINDOW, top - 8)
+        h.finished += 1
+
+    h.run(tb)
+    assert h.mem.mem == reference
+
+
+@pytest.mark.parametrize("config", [_cfg, _single_cfg])
 @pytest.mark.parametrize("resp", [AxiResp.SLVERR, AxiResp.DECERR])
-def test_bus_errors(resp):
+def test_bus_errors(resp, config):
     """An error response ends the command with its cause and burst address, cleanly."""
     seed = _seed()
-    h = Harness(64, seed, stall=0.3, out_stall=0.3)
+    h = Harness(64, seed, stall=0.3, out_stall=0.3, config=config)
     bad = range(0x3000, 0x3040)
     h.mem.errors[bad] = resp
     cause = ErrorCause.DMA_SLVERR if resp == AxiResp.SLVERR else ErrorCause.DMA_DECERR

@@ -24,3 +24,12 @@ def test_dma_cocotb_default_config():
     AR -> R round trip (4 in flight reached 0.66 beats/cycle)."""
     run_dma_tb(Config(), "dma_default",
                extra_env={"DMA_MIN_READ_RATE": 0.95, "DMA_MIN_WRITE_RATE": 0.75})
+
+
+@pytest.mark.cocotb
+def test_dma_cocotb_small_config():
+    """The iCEBreaker's DMA (32-bit bus, 17-bit addresses, 16-beat bursts, one read burst
+    in flight) under every test, with random stalls on all five channels and the streams."""
+    cfg = Config(dma_data_width=32, addr_width=17, id_width=1, max_burst_beats=16,
+                 max_outstanding=1, dram_base=0, dram_size=1 << 17)
+    run_dma_tb(cfg, "dma_small")
