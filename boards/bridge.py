@@ -16,7 +16,7 @@ from .uart import ByteStream
 __all__ = ["Bridge", "crc16_next"]
 
 HEADER_LAYOUT = data.StructLayout({"command": 8, "seq": 8, "addr": 32, "length": 16})
-LENGTH_BITS = 16
+LENGTH_BITS = HEADER_LAYOUT["length"].width
 
 
 def crc16_next(crc, byte):
@@ -27,6 +27,17 @@ def crc16_next(crc, byte):
     return crc
 
 
+def _index_bits(count):
+    """Low bits of a byte index enough to tell ``count`` positions apart."""
+    return max(1, (count - 1).bit_length())
+
+
+def _header_bytes(field):
+    """The header byte indexes that carry ``field`` (little-endian)."""
+    start = HEADER_LAYOUT[field].offset // 8
+    return range(start, start + HEADER_LAYOUT[field].width // 8)
+
+
 class Bridge(wiring.Component):
     """Parses request frames from ``rx``, executes them and answers on ``tx``.
 
@@ -35,7 +46,10 @@ class Bridge(wiring.Component):
                 that arrive while a request executes or is answered are dropped (the host
                 waits for each answer).
       tx        Out(stream{data: 8}): bytes to the UART transmitter.
-      m_axil    Out(AXI4LiteSignature(reg_addr_width, 32)): REG_READ / REG_WRITE.
+      m_axil    Out(AXI4LiteSignature(reg_addr_width, 32)): REG_READ / REG_WRITE. A
+                REG_READ's R beat is held (``rready`` low) until its answer has been sent;
+                otherwise ``rready`` and ``bready`` are high, so the late answer of a
+                timed-out access is drained.
       mem       Out(HostPortSignature(mem_addr_width, mem_data_width)): MEM_READ / MEM_WRITE,
                 one byte per word access (byte strobe for writes).
       bad_frame Out(1): one-cycle pulse when a frame is rejected for its CRC or dropped for a
@@ -47,6 +61,12 @@ class Bridge(wiring.Component):
       bus_timeout          cycles a register access may take before it answers TIMEOUT (the
                            AXI4-Lite request is then withdrawn).
       max_payload          bytes of the MEM_WRITE buffer (and the longest MEM_READ).
+
+    Few flip-flops (each costs a logic cell on a small FPGA): of the 32-bit request address
+    only the :attr:`addr_width` low bits (enough for the register space and the RAM's last
+    byte) are kept, plus one flag for any higher bit set; a REG_READ answer is sent from the
+    held R beat and a PING answer from constants, a byte at a time; one CRC step serves
+    both directions; the answer is sent by a sequencer of its own.
 
     Latency: the answer starts a few cycles after the last CRC byte (MEM_WRITE: about
     ``4 * length`` cycles). Throughput is the UART's: MEM_READ fetches a byte per UART byte.
@@ -76,6 +96,8 @@ class Bridge(wiring.Component):
         self.frame_timeout = frame_timeout
         self.bus_timeout = bus_timeout
         self.max_payload = max_payload
+        #: Request address bits kept: a higher one set is outside the registers and the RAM.
+        self.addr_width = max(reg_addr_width, (mem_base + mem_size - 1).bit_length())
         self.info = protocol.BoardInfo(protocol.PROTOCOL_VERSION, max_payload, mem_base,
                                        mem_size)
         super().__init__({
@@ -91,104 +113,177 @@ class Bridge(wiring.Component):
         axil, mem = self.m_axil, self.mem
         byte = self.rx.payload.data
         got = self.rx.valid & self.rx.ready
+        lane_bits = (self.word_bytes - 1).bit_length()
+        info = self.info.encode()
 
         m.submodules.buf = buf = Memory(shape=8, depth=self.max_payload, init=[])
         buf_wr = buf.write_port()
         buf_rd = buf.read_port()
 
-        hdr = Signal(HEADER_LAYOUT)
-        crc = Signal(16)
-        count = Signal(LENGTH_BITS)
-        timer = Signal(range(max(self.frame_timeout, self.bus_timeout) + 1))
-        status = Signal(8)
-        resp_len = Signal(LENGTH_BITS)
-        info = self.info.encode()
-        # PING answers with constants, picked by the byte index rather than shifted out of
-        # a register (flip-flops are what a small FPGA runs out of).
-        info_byte = Signal(8)
-        with m.Switch(count):
-            for index, value in enumerate(info):
-                with m.Case(index):
-                    m.d.comb += info_byte.eq(value)
-        reg_out = Signal(protocol.REG_BYTES * 8)
-        reg_word = Signal(protocol.REG_BYTES * 8)
-        mem_byte = Signal(8)
+        # Fields of the request. Commands outside the bits of Command are stored as 0, which
+        # is none of them. Data registers need no reset: the frame loads them first.
+        command = Signal(range(max(Command) + 1), reset_less=True)
+        seq = Signal(8, reset_less=True)
+        addr = Signal(self.addr_width, reset_less=True)
+        addr_far = Signal()                 # a request address bit above addr_width is set
+        length = Signal(LENGTH_BITS, reset_less=True)
+        reg_wdata = Signal(protocol.REG_BYTES * 8, reset_less=True)
+
+        count = Signal(LENGTH_BITS)         # byte index inside the current frame section
+        crc = Signal(16, reset_less=True)
+        # Cycles since the last frame byte, or since the register access started.
+        idle = Signal(range(max(self.frame_timeout, self.bus_timeout) + 1))
+        status = Signal(range(max(Status) + 1))
+        mem_byte = Signal(8, reset_less=True)
         aw_done = Signal()
         w_done = Signal()
         last_write_valid = Signal()
-        last_write_seq = Signal(8)
-        last_write_status = Signal(8)
+        last_write_seq = Signal(8, reset_less=True)
+        last_write_status = Signal.like(status, reset_less=True)
 
-        command, length = hdr.command, hdr.length
+        count_next = count + 1
         is_write = (command == Command.REG_WRITE) | (command == Command.MEM_WRITE)
-        last_byte = count == length - 1
-        offset = Signal(32)
-        m.d.comb += offset.eq(hdr.addr - self.mem_base + count)
-        lane = offset[:(self.word_bytes - 1).bit_length()]
+        is_mem_read = command == Command.MEM_READ
+        last_byte = count_next == length
+        has_payload = (status == Status.OK) & (
+            (command == Command.PING) | (command == Command.REG_READ) | is_mem_read)
+        # The PING and REG_READ payloads end at a constant index: low bits of count suffice.
+        small_bits = max(len(info), protocol.REG_BYTES).bit_length()
+        payload_done = Mux(is_mem_read, last_byte,
+                           count_next[:small_bits] == Mux(command == Command.PING, len(info),
+                                                          protocol.REG_BYTES))
+        # PING answers with constants, REG_READ with the R beat held on the bus, both picked
+        # by the byte index rather than shifted out of a register.
+        payload_byte = Signal(8)
+        with m.Switch(command):
+            with m.Case(Command.PING):
+                with m.Switch(count[:small_bits]):
+                    for index, value in enumerate(info):
+                        with m.Case(index):
+                            m.d.comb += payload_byte.eq(value)
+            with m.Case(Command.REG_READ):
+                m.d.comb += payload_byte.eq(
+                    axil.rdata.word_select(count[:_index_bits(protocol.REG_BYTES)], 8))
+            with m.Default():
+                m.d.comb += payload_byte.eq(mem_byte)
+
+        # One adder gives the RAM offset of byte ``count`` and, while the request is checked,
+        # the end of its range. A MEM length is checked against max_payload, so only the
+        # bits of max_payload take part.
+        checking = Signal()
+        mem_length = length[:self.max_payload.bit_length()]
+        offset = Signal(max(self.addr_width, len(mem_length)) + 1)
+        m.d.comb += offset.eq(addr - self.mem_base
+                              + Mux(checking, mem_length, count[:len(mem_length)]))
+        mem_length_ok = (length != 0) & (length <= self.max_payload)
+        mem_range_ok = ~addr_far & (addr >= self.mem_base) & (offset <= self.mem_size)
+        reg_range_ok = ~addr_far & (addr[self.reg_addr_width:] == 0)
+        lane = offset[:lane_bits]
+        hold_r = Signal()       # a REG_READ's R beat is held until its answer is sent
+        answering = Signal()
+        answered = Signal()
         m.d.comb += [
-            mem.req.payload.addr.eq(offset[(self.word_bytes - 1).bit_length():]),
+            mem.req.payload.addr.eq(offset[lane_bits:]),
             mem.req.payload.data.eq(Cat([buf_rd.data] * self.word_bytes)),
             mem.req.payload.strb.eq(Const(1, self.word_bytes) << lane),
             buf_rd.addr.eq(count),
             buf_wr.addr.eq(count),
             buf_wr.data.eq(byte),
-            axil.awaddr.eq(hdr.addr),
-            axil.araddr.eq(hdr.addr),
-            axil.wdata.eq(reg_word),
+            axil.awaddr.eq(addr),
+            axil.araddr.eq(addr),
+            axil.wdata.eq(reg_wdata),
             axil.wstrb.eq((1 << protocol.REG_BYTES) - 1),
             # Late answers of a withdrawn (timed-out) access are drained rather than left
-            # to stall the slave.
+            # to stall the slave (a late R once the answer is sent).
             axil.bready.eq(1),
-            axil.rready.eq(1),
+            axil.rready.eq(~hold_r),
             mem.resp.ready.eq(1),
             self.rx.ready.eq(1),
         ]
 
+        # The wide registers change in one place each, under one-bit controls that the
+        # states set: their logic then does not grow with the number of states.
+        in_rx = Signal()
+        crc_init = Signal()
+        crc_step = Signal()         # one CRC step: the byte received or the byte sent
+        count_clear = Signal()
+        count_inc = Signal()
+        idle_clear = Signal()
+        with m.If(crc_init):
+            m.d.sync += crc.eq(protocol.CRC_INIT)
+        with m.Elif(crc_step):
+            m.d.sync += crc.eq(crc16_next(crc, Mux(in_rx, byte, self.tx.payload.data)))
+        with m.If(count_clear):
+            m.d.sync += count.eq(0)
+        with m.Elif(count_inc):
+            m.d.sync += count.eq(count_next)
+        # Free-running between clears: each state that tests it clears it on entry.
+        with m.If(idle_clear):
+            m.d.sync += idle.eq(0)
+        with m.Else():
+            m.d.sync += idle.eq(idle + 1)
+
         def send(value, next_state, *, checked=True):
             m.d.comb += [self.tx.valid.eq(1), self.tx.payload.data.eq(value)]
+            if checked:
+                m.d.comb += crc_step.eq(self.tx.ready)
             with m.If(self.tx.ready):
-                if checked:
-                    m.d.sync += crc.eq(crc16_next(crc, value))
                 m.next = next_state
 
         def answer(value):
             m.d.sync += status.eq(value)
-            m.next = "TX_SYNC"
-
-        def record_write(value):
-            m.d.sync += [last_write_valid.eq(1), last_write_seq.eq(hdr.seq),
-                         last_write_status.eq(value)]
+            m.next = "ANSWER"
 
         def receive(next_state, *, done):
             """Take a frame byte into the CRC; ``done`` moves on to ``next_state``."""
+            m.d.comb += [in_rx.eq(1), crc_step.eq(got)]
             with m.If(got):
-                m.d.sync += [crc.eq(crc16_next(crc, byte)), count.eq(count + 1),
-                             timer.eq(self.frame_timeout)]
+                m.d.comb += [count_inc.eq(1), idle_clear.eq(1)]
                 with m.If(done):
-                    m.d.sync += count.eq(0)
+                    m.d.comb += count_clear.eq(1)
                     m.next = next_state
-            with m.Elif(timer == 0):
+            with m.Elif(idle == self.frame_timeout):
                 m.d.comb += self.bad_frame.eq(1)
                 m.next = "IDLE"
-            with m.Else():
-                m.d.sync += timer.eq(timer - 1)
 
-        mem_range_ok = ((hdr.addr >= self.mem_base)
-                        & (hdr.addr + length <= self.mem_base + self.mem_size))
-        reg_range_ok = (hdr.addr >> self.reg_addr_width) == 0
-        mem_length_ok = (length != 0) & (length <= self.max_payload)
+        def take_header_byte():
+            """Store header byte ``count`` into its field."""
+            with m.Switch(count[:_index_bits(protocol.HEADER_BYTES)]):
+                (index,) = _header_bytes("command")
+                with m.Case(index):
+                    known = byte[len(command):] == 0
+                    m.d.sync += command.eq(Mux(known, byte[:len(command)], 0))
+                (index,) = _header_bytes("seq")
+                with m.Case(index):
+                    m.d.sync += seq.eq(byte)
+                for k, index in enumerate(_header_bytes("addr")):
+                    with m.Case(index):
+                        kept = max(0, min(8, self.addr_width - 8 * k))
+                        if kept:
+                            m.d.sync += addr[8 * k:][:kept].eq(byte[:kept])
+                        if kept < 8:
+                            with m.If(byte[kept:] != 0):
+                                m.d.sync += addr_far.eq(1)
+                for k, index in enumerate(_header_bytes("length")):
+                    with m.Case(index):
+                        m.d.sync += length[8 * k:][:8].eq(byte)
+
+        def bus_wait():
+            with m.If(idle == self.bus_timeout):
+                answer(Status.TIMEOUT)
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(got & (byte == protocol.SYNC)):
-                    m.d.sync += [crc.eq(protocol.CRC_INIT), count.eq(0),
-                                 timer.eq(self.frame_timeout)]
+                    m.d.sync += addr_far.eq(0)
+                    m.d.comb += [crc_init.eq(1), count_clear.eq(1), idle_clear.eq(1)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
                 with m.If(got):
-                    m.d.sync += hdr.as_value().eq(Cat(hdr.as_value()[8:], byte))
-                receive("HEADER_DONE", done=count == protocol.HEADER_BYTES - 1)
+                    take_header_byte()
+                receive("HEADER_DONE", done=count[:_index_bits(protocol.HEADER_BYTES)]
+                        == protocol.HEADER_BYTES - 1)
 
             with m.State("HEADER_DONE"):
                 with m.If(is_write & (length != 0)):
@@ -198,30 +293,31 @@ class Bridge(wiring.Component):
 
             with m.State("PAYLOAD"):
                 with m.If(got):
-                    m.d.sync += reg_word.eq(Cat(reg_word[8:], byte))
+                    m.d.sync += reg_wdata.eq(Cat(reg_wdata[8:], byte))
                     m.d.comb += buf_wr.en.eq(count < self.max_payload)
                 receive("CRC", done=last_byte)
 
             with m.State("CRC"):
-                receive("CHECK", done=count == protocol.CRC_BYTES - 1)
+                receive("CHECK", done=count[:_index_bits(protocol.CRC_BYTES)]
+                        == protocol.CRC_BYTES - 1)
 
             with m.State("CHECK"):
-                m.d.sync += resp_len.eq(0)
+                m.d.comb += checking.eq(1)
+                m.d.comb += idle_clear.eq(1)
+                m.d.sync += [aw_done.eq(0), w_done.eq(0)]
                 with m.If(crc != 0):
                     m.d.comb += self.bad_frame.eq(1)
                     answer(Status.BAD_CRC)
-                with m.Elif(is_write & last_write_valid & (hdr.seq == last_write_seq)):
+                with m.Elif(is_write & last_write_valid & (seq == last_write_seq)):
                     answer(last_write_status)
                 with m.Else():
                     with m.If(~is_write):
                         m.d.sync += last_write_valid.eq(0)
                     with m.Switch(command):
                         with m.Case(Command.PING):
-                            m.d.sync += resp_len.eq(len(info))
                             answer(Status.OK)
                         with m.Case(Command.REG_READ, Command.REG_WRITE):
-                            m.d.sync += [timer.eq(self.bus_timeout), aw_done.eq(0),
-                                         w_done.eq(0)]
+                            m.d.sync += status.eq(Status.OK)
                             with m.If(length != protocol.REG_BYTES):
                                 answer(Status.BAD_COMMAND)
                             with m.Elif(~reg_range_ok):
@@ -231,38 +327,34 @@ class Bridge(wiring.Component):
                             with m.Else():
                                 m.next = "REG_AW"
                         with m.Case(Command.MEM_READ, Command.MEM_WRITE):
+                            m.d.sync += status.eq(Status.OK)
                             with m.If(~mem_length_ok):
                                 answer(Status.BAD_COMMAND)
                             with m.Elif(~mem_range_ok):
                                 answer(Status.BUS_ERROR)
-                            with m.Elif(command == Command.MEM_READ):
-                                m.d.sync += resp_len.eq(length)
-                                answer(Status.OK)
+                            with m.Elif(is_mem_read):
+                                m.next = "ANSWER"
                             with m.Else():
                                 m.next = "MW_FETCH"
                         with m.Default():
                             answer(Status.BAD_COMMAND)
 
-            def bus_wait(next_state_ok):
-                with m.If(timer == 0):
-                    if next_state_ok == "REG_W_RESP":
-                        record_write(Status.TIMEOUT)
-                    answer(Status.TIMEOUT)
-                with m.Else():
-                    m.d.sync += timer.eq(timer - 1)
-
+            # A register access leaves ``status`` OK unless the bus answers an error or
+            # nothing in time.
             with m.State("REG_AR"):
                 m.d.comb += axil.arvalid.eq(1)
                 with m.If(axil.arready):
                     m.next = "REG_R"
-                bus_wait("REG_R")
+                bus_wait()
 
             with m.State("REG_R"):
+                m.d.comb += hold_r.eq(1)
                 with m.If(axil.rvalid):
-                    m.d.sync += [reg_out.eq(axil.rdata), resp_len.eq(protocol.REG_BYTES)]
-                    answer(Mux(axil.rresp == AxiResp.OKAY, Status.OK, Status.BUS_ERROR))
+                    with m.If(axil.rresp != AxiResp.OKAY):
+                        m.d.sync += status.eq(Status.BUS_ERROR)
+                    m.next = "ANSWER"
                 with m.Else():
-                    bus_wait("REG_R")
+                    bus_wait()
 
             with m.State("REG_AW"):
                 m.d.comb += [axil.awvalid.eq(~aw_done), axil.wvalid.eq(~w_done)]
@@ -271,15 +363,15 @@ class Bridge(wiring.Component):
                 m.d.sync += [aw_done.eq(aw_now), w_done.eq(w_now)]
                 with m.If(aw_now & w_now):
                     m.next = "REG_B"
-                bus_wait("REG_W_RESP")
+                bus_wait()
 
             with m.State("REG_B"):
                 with m.If(axil.bvalid):
-                    write_status = Mux(axil.bresp == AxiResp.OKAY, Status.OK, Status.BUS_ERROR)
-                    record_write(write_status)
-                    answer(write_status)
+                    with m.If(axil.bresp != AxiResp.OKAY):
+                        m.d.sync += status.eq(Status.BUS_ERROR)
+                    m.next = "ANSWER"
                 with m.Else():
-                    bus_wait("REG_W_RESP")
+                    bus_wait()
 
             # MEM_WRITE: the buffer read port follows ``count`` one cycle late.
             with m.State("MW_FETCH"):
@@ -292,29 +384,41 @@ class Bridge(wiring.Component):
 
             with m.State("MW_RESP"):
                 with m.If(mem.resp.valid):
-                    m.d.sync += count.eq(count + 1)
+                    m.d.comb += count_inc.eq(1)
                     with m.If(last_byte):
-                        record_write(Status.OK)
-                        answer(Status.OK)
+                        m.next = "ANSWER"
                     with m.Else():
                         m.next = "MW_FETCH"
 
+            with m.State("ANSWER"):
+                m.d.comb += [answering.eq(1), hold_r.eq(1)]
+                with m.If(answered):
+                    m.next = "IDLE"
+
+        # The answer, a sequencer of its own (small state decodes). A write's outcome is
+        # kept for a retry of it (not a BAD_CRC one: its seq may be garbled).
+        with m.FSM():
+            with m.State("TX_IDLE"):
+                with m.If(answering):
+                    with m.If(is_write & (status != Status.BAD_CRC)):
+                        m.d.sync += [last_write_valid.eq(1), last_write_seq.eq(seq),
+                                     last_write_status.eq(status)]
+                    m.d.comb += [crc_init.eq(1), count_clear.eq(1)]
+                    m.next = "TX_SYNC"
+
             with m.State("TX_SYNC"):
-                with m.If(status != Status.OK):
-                    m.d.sync += resp_len.eq(0)
-                m.d.sync += [crc.eq(protocol.CRC_INIT), count.eq(0)]
                 send(protocol.SYNC, "TX_STATUS", checked=False)
 
             with m.State("TX_STATUS"):
                 send(status, "TX_SEQ")
 
             with m.State("TX_SEQ"):
-                with m.If(resp_len == 0):
-                    send(hdr.seq, "TX_CRC_HI")
-                with m.Elif(command == Command.MEM_READ):
-                    send(hdr.seq, "MR_REQ")
+                with m.If(~has_payload):
+                    send(seq, "TX_CRC_HI")
+                with m.Elif(is_mem_read):
+                    send(seq, "MR_REQ")
                 with m.Else():
-                    send(hdr.seq, "TX_PAYLOAD")
+                    send(seq, "TX_PAYLOAD")
 
             with m.State("MR_REQ"):
                 m.d.comb += mem.req.valid.eq(1)
@@ -327,20 +431,19 @@ class Bridge(wiring.Component):
                     m.next = "TX_PAYLOAD"
 
             with m.State("TX_PAYLOAD"):
-                is_mem = command == Command.MEM_READ
-                payload = Mux(is_mem, mem_byte,
-                              Mux(command == Command.PING, info_byte, reg_out[:8]))
-                send(payload, "TX_PAYLOAD")
+                send(payload_byte, "TX_PAYLOAD")
                 with m.If(self.tx.ready):
-                    m.d.sync += [count.eq(count + 1), reg_out.eq(reg_out >> 8)]
-                    with m.If(count == resp_len - 1):
+                    m.d.comb += count_inc.eq(1)
+                    with m.If(payload_done):
                         m.next = "TX_CRC_HI"
-                    with m.Elif(is_mem):
+                    with m.Elif(is_mem_read):
                         m.next = "MR_REQ"
 
+            # The CRC's high byte through the CRC leaves its low byte in its place.
             with m.State("TX_CRC_HI"):
-                send(crc[8:], "TX_CRC_LO", checked=False)
+                send(crc[8:], "TX_CRC_LO")
 
             with m.State("TX_CRC_LO"):
-                send(crc[:8], "IDLE", checked=False)
+                m.d.comb += answered.eq(self.tx.ready)
+                send(crc[8:], "TX_IDLE")
         return m

@@ -1,11 +1,11 @@
 """On-chip RAM behind an AXI4 slave, with a simple word port for a debug/host master."""
 
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .axi import AXI4Signature, AxiBurst, AxiResp
+from .axi import AXI_LEN_WIDTH, AXI4Signature, AxiBurst, AxiResp
 
 
 __all__ = ["AxiSram", "HostPortSignature"]
@@ -40,23 +40,28 @@ class HostPortSignature(wiring.Signature):
 
 
 class _Burst:
-    """The state of one AXI burst in progress (read or write)."""
+    """The state of one AXI burst in progress (read or write).
 
-    def __init__(self, name, addr_width, id_width):
+    The address is kept as the word offset from the RAM's base: every supported beat is a
+    whole word, so it advances by one (a burst may not wrap the address space).
+    """
+
+    def __init__(self, name, offset_width, id_width):
         self.active = Signal(name=f"{name}_active")
-        self.addr = Signal(addr_width, name=f"{name}_addr")
-        self.left = Signal(8, name=f"{name}_left")           # beats after this one
-        self.size = Signal(3, name=f"{name}_size")
-        self.id = Signal(id_width, name=f"{name}_id")
-        self.bad_burst = Signal(name=f"{name}_bad_burst")   # not INCR: SLVERR, no access
+        self.offset = Signal(offset_width, name=f"{name}_offset", reset_less=True)
+        # Beats after this one.
+        self.left = Signal(AXI_LEN_WIDTH, name=f"{name}_left", reset_less=True)
+        self.id = Signal(id_width, name=f"{name}_id", reset_less=True)
+        # Not INCR of whole words: SLVERR for every beat, no access.
+        self.bad_burst = Signal(name=f"{name}_bad_burst", reset_less=True)
 
-    def start(self, m, addr, length, size, id, burst):
-        m.d.sync += [self.active.eq(1), self.addr.eq(addr), self.left.eq(length),
-                     self.size.eq(size), self.id.eq(id), self.bad_burst.eq(burst != AxiBurst.INCR)]
+    def start(self, m, sram, addr, length, size, id, burst):
+        m.d.sync += [self.active.eq(1), self.offset.eq(sram._offset(addr)),
+                     self.left.eq(length), self.id.eq(id),
+                     self.bad_burst.eq((burst != AxiBurst.INCR) | (size != sram.full_size))]
 
     def advance(self, m):
-        m.d.sync += [self.addr.eq(self.addr + (Const(1, self.addr.shape()) << self.size)),
-                     self.left.eq(self.left - 1)]
+        m.d.sync += [self.offset.eq(self.offset + 1), self.left.eq(self.left - 1)]
         with m.If(self.left == 0):
             m.d.sync += self.active.eq(0)
 
@@ -70,12 +75,13 @@ class AxiSram(wiring.Component):
 
     Ports
       s_axi   In(AXI4Signature(addr_width, data_width, id_width)): INCR bursts up to 256
-              beats of any AxSIZE up to the bus width (a beat covers the whole word at its
-              address; narrow writes rely on WSTRB), WSTRB honoured. One read and one write
+              beats of whole words (AxSIZE = the bus width, which is what a DMA issues;
+              narrow writes rely on WSTRB), WSTRB honoured. One read and one write
               burst in progress; a new AR (AW) is accepted in the cycle the previous burst
               issues its last beat (has sent B). Beats outside the RAM answer DECERR (writes
-              to them are ignored), FIXED / WRAP bursts SLVERR without touching the RAM. WLAST
-              is not checked: the burst ends after AWLEN + 1 beats.
+              to them are ignored); FIXED / WRAP bursts and narrower AxSIZE answer SLVERR for
+              every beat without touching the RAM. WLAST is not checked: the burst ends
+              after AWLEN + 1 beats.
       host    In(HostPortSignature(log2(depth), data_width)): word accesses at word indexes
               from the start of the RAM, one response per request.
 
@@ -106,17 +112,20 @@ class AxiSram(wiring.Component):
         self.word_bytes = word_bytes
         self.depth = size_bytes // word_bytes
         self.word_addr_width = max(1, (self.depth - 1).bit_length())
+        self.full_size = (word_bytes - 1).bit_length()       # AxSIZE of a whole word
+        self.addr_width = addr_width
         super().__init__({
             "s_axi": In(AXI4Signature(addr_width, data_width, id_width)),
             "host": In(HostPortSignature(self.word_addr_width, data_width)),
         })
 
-    def _in_range(self, addr):
-        return (addr >= self.base) & (addr < self.base + self.size_bytes)
+    def _offset(self, addr):
+        """The word offset of byte address ``addr`` from the base (modulo the address space:
+        an address below the base gives an offset past the end)."""
+        return (addr - self.base)[:self.addr_width][self.full_size:]
 
-    def _word(self, addr):
-        offset = (addr - self.base)[:len(addr)]
-        return offset[(self.word_bytes - 1).bit_length():][:self.word_addr_width]
+    def _in_range(self, offset):
+        return offset < self.depth
 
     def elaborate(self, platform):
         m = Module()
@@ -128,12 +137,11 @@ class AxiSram(wiring.Component):
         rd = mem.read_port()
         wr = mem.write_port(granularity=8)
         addr = Signal(self.word_addr_width)
-        # A read port is enabled by default; it must hold its word while R or the host
-        # response waits, so it is enabled only by the read that owns it.
-        m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr), rd.en.eq(0)]
+        m.d.comb += [rd.addr.eq(addr), wr.addr.eq(addr)]
 
-        rb = _Burst("ar", addr_width, id_width)
-        wb = _Burst("aw", addr_width, id_width)
+        offset_width = addr_width - self.full_size
+        rb = _Burst("ar", offset_width, id_width)
+        wb = _Burst("aw", offset_width, id_width)
         w_err = Signal(2)
         prefer_write = Signal()
 
@@ -157,17 +165,25 @@ class AxiSram(wiring.Component):
         with m.If(rd_go | wr_go):
             m.d.sync += prefer_write.eq(rd_go)
 
+        # The RAM's address, write data and enables: one mux each, from whoever has it this
+        # cycle. A read port is enabled only by the read that owns it: it must hold its word
+        # while R or the host response waits.
+        rd_ok = self._in_range(rb.offset) & ~rb.bad_burst
+        wr_ok = self._in_range(wb.offset) & ~wb.bad_burst
+        m.d.comb += [
+            addr.eq(Mux(host_go, host.req.payload.addr,
+                        Mux(wr_go, wb.offset, rb.offset)[:self.word_addr_width])),
+            wr.data.eq(Mux(host_go, host.req.payload.data, axi.wdata)),
+            rd.en.eq(Mux(host_go, ~host.req.payload.write, rd_go & rd_ok)),
+            wr.en.eq(Mux(host_go, Mux(host.req.payload.write, host.req.payload.strb, 0),
+                         Mux(wr_go & wr_ok, axi.wstrb, 0))),
+        ]
+
         # Host port.
         m.d.comb += host.req.ready.eq(host_go)
         with m.If(host.resp.ready):
             m.d.sync += host.resp.valid.eq(0)
         with m.If(host_go):
-            m.d.comb += [
-                addr.eq(host.req.payload.addr),
-                rd.en.eq(~host.req.payload.write),
-                wr.data.eq(host.req.payload.data),
-                wr.en.eq(Mux(host.req.payload.write, host.req.payload.strb, 0)),
-            ]
             m.d.sync += host.resp.valid.eq(1)
         m.d.comb += host.resp.payload.data.eq(rd.data)
 
@@ -176,9 +192,7 @@ class AxiSram(wiring.Component):
                      axi.rdata.eq(rd.data)]
         with m.If(axi.rready):
             m.d.sync += axi.rvalid.eq(0)
-        rd_ok = self._in_range(rb.addr) & ~rb.bad_burst
         with m.If(rd_go):
-            m.d.comb += [addr.eq(self._word(rb.addr)), rd.en.eq(rd_ok)]
             m.d.sync += [
                 axi.rvalid.eq(1), axi.rid.eq(rb.id), axi.rlast.eq(rb.left == 0),
                 axi.rresp.eq(Mux(rb.bad_burst, AxiResp.SLVERR,
@@ -186,24 +200,21 @@ class AxiSram(wiring.Component):
             ]
             rb.advance(m)
         with m.If(axi.arvalid & axi.arready):
-            rb.start(m, axi.araddr, axi.arlen, axi.arsize, axi.arid, axi.arburst)
+            rb.start(m, self, axi.araddr, axi.arlen, axi.arsize, axi.arid, axi.arburst)
 
         # Write channel.
         m.d.comb += [axi.awready.eq(~wb.active & ~axi.bvalid), axi.wready.eq(wr_go)]
         with m.If(axi.bready):
             m.d.sync += axi.bvalid.eq(0)
-        wr_ok = self._in_range(wb.addr) & ~wb.bad_burst
         beat_resp = Mux(wb.bad_burst, AxiResp.SLVERR, Mux(wr_ok, AxiResp.OKAY, AxiResp.DECERR))
         # A burst's response is the worst of its beats (DECERR > SLVERR > OKAY).
         resp = Mux(beat_resp > w_err, beat_resp, w_err)
         with m.If(wr_go):
-            m.d.comb += [addr.eq(self._word(wb.addr)), wr.data.eq(axi.wdata),
-                         wr.en.eq(Mux(wr_ok, axi.wstrb, 0))]
             m.d.sync += w_err.eq(resp)
             with m.If(wb.left == 0):
                 m.d.sync += [axi.bvalid.eq(1), axi.bid.eq(wb.id), axi.bresp.eq(resp),
                              w_err.eq(AxiResp.OKAY)]
             wb.advance(m)
         with m.If(axi.awvalid & axi.awready):
-            wb.start(m, axi.awaddr, axi.awlen, axi.awsize, axi.awid, axi.awburst)
+            wb.start(m, self, axi.awaddr, axi.awlen, axi.awsize, axi.awid, axi.awburst)
         return m

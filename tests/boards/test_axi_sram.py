@@ -15,6 +15,7 @@ BASE = 0x2000
 SIZE = 2048
 DATA_WIDTH = 32
 WB = DATA_WIDTH // 8
+FULL_SIZE = (WB - 1).bit_length()      # AxSIZE of a whole word
 # Disjoint regions so concurrent writers and readers have a defined result.
 AXI_W_REGION = (BASE, BASE + 768)
 AXI_R_REGION = (BASE + 768, BASE + 1536)
@@ -47,12 +48,13 @@ class Harness:
     def gap(self):
         return self.rng.random() < self.stall
 
-    async def write(self, ctx, addr, beats, data, strb, burst=AxiBurst.INCR, awid=1):
+    async def write(self, ctx, addr, beats, data, strb, burst=AxiBurst.INCR, awid=1,
+                    size=FULL_SIZE):
         """One write burst; returns BRESP. ``data``/``strb`` are lists, one item per beat."""
         axi = self.dut.s_axi
         ctx.set(axi.awaddr, addr)
         ctx.set(axi.awlen, beats - 1)
-        ctx.set(axi.awsize, (WB - 1).bit_length())
+        ctx.set(axi.awsize, size)
         ctx.set(axi.awburst, burst)
         ctx.set(axi.awid, awid)
         ctx.set(axi.awvalid, 1)
@@ -76,12 +78,12 @@ class Harness:
                 ctx.set(axi.bready, 0)
                 return resp
 
-    async def read(self, ctx, addr, beats, burst=AxiBurst.INCR, arid=2):
+    async def read(self, ctx, addr, beats, burst=AxiBurst.INCR, arid=2, size=FULL_SIZE):
         """One read burst; returns [(data, resp)] and checks RLAST, RID and R stability."""
         axi = self.dut.s_axi
         ctx.set(axi.araddr, addr)
         ctx.set(axi.arlen, beats - 1)
-        ctx.set(axi.arsize, (WB - 1).bit_length())
+        ctx.set(axi.arsize, size)
         ctx.set(axi.arburst, burst)
         ctx.set(axi.arid, arid)
         ctx.set(axi.arvalid, 1)
@@ -209,6 +211,17 @@ def test_decerr_slverr_and_full_throughput():
         assert await h.host(ctx, 0) == 0, "a FIXED burst must not write"
         assert [r for _, r in await h.read(ctx, BASE, 1, burst=AxiBurst.WRAP)] == \
             [AxiResp.SLVERR]
+        # Narrow beats are not supported: every beat answers SLVERR, nothing is written.
+        for size in range(FULL_SIZE):
+            assert await h.write(ctx, BASE, 3, [7, 8, 9], [0xF] * 3, size=size) == \
+                AxiResp.SLVERR
+            assert [r for _, r in await h.read(ctx, BASE, 3, size=size)] == \
+                [AxiResp.SLVERR] * 3
+        assert await h.host(ctx, 0) == 0, "a narrow burst must not write"
+        # The longest burst AXI allows, across the whole RAM's start.
+        ramp = list(range(1, 257))
+        assert await h.write(ctx, BASE, 256, ramp, [0xF] * 256) == AxiResp.OKAY
+        assert await h.read(ctx, BASE, 256) == [(v, AxiResp.OKAY) for v in ramp]
         for kind in ("read", "write"):
             start = clock["cycles"]
             if kind == "read":

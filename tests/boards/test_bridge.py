@@ -242,3 +242,96 @@ def test_no_answer_is_a_link_error():
     t.write = lambda data: None     # the line is cut
     with pytest.raises(LinkError, match="failed after 2 attempts"):
         link.ping()
+
+
+def test_address_and_length_limits():
+    """Address bits above those the bridge keeps, the exact ends of the RAM, and a MEM_WRITE
+    longer than the buffer (its whole frame is still taken before the answer)."""
+    rng = random.Random(_seed())
+    t = SimTransport(BridgeHarness(), rng)
+    link = UartLink(t)
+    data = rng.randbytes(MAX_PAYLOAD)
+    link.mem_write(MEM_BASE + MEM_SIZE - MAX_PAYLOAD, data)
+    assert link.mem_read(MEM_BASE + MEM_SIZE - MAX_PAYLOAD, MAX_PAYLOAD) == data
+    for high_bit in (16, 24, 31):
+        # Would alias the RAM or the ID register if the high address bits were ignored.
+        with pytest.raises(BusError, match="BUS_ERROR"):
+            link.mem_read(MEM_BASE + (1 << high_bit), 4)
+        with pytest.raises(BusError, match="BUS_ERROR"):
+            link.mem_write(MEM_BASE + (1 << high_bit), b"\1")
+        with pytest.raises(BusError, match="BUS_ERROR"):
+            link.reg_read(regmap.ADDR.ID + (1 << high_bit))
+    with pytest.raises(BusError, match="BUS_ERROR"):
+        link.mem_read(MEM_BASE + MEM_SIZE - MAX_PAYLOAD + 1, MAX_PAYLOAD)
+    seq = 0x5A
+    long = protocol.encode_request(Command.MEM_WRITE, seq, MEM_BASE,
+                                   payload=rng.randbytes(MAX_PAYLOAD + 3))
+    assert t.exchange(long, Command.MEM_WRITE, MAX_PAYLOAD + 3) == \
+        protocol.Response(Status.BAD_COMMAND, seq)
+    assert link.mem_read(MEM_BASE, 4) == bytes(4)
+    assert link.mem_read(MEM_BASE + MEM_SIZE - MAX_PAYLOAD, MAX_PAYLOAD) == data
+
+
+def test_retry_survives_a_corrupted_copy():
+    """A corrupted frame leaves the record of the last write alone: a retry of that write
+    arriving intact afterwards is answered from the record, not executed again."""
+    rng = random.Random(_seed())
+    t = SimTransport(BridgeHarness(), rng)
+    link = UartLink(t)
+    link_seq = link._seq
+    link.mem_write(MEM_BASE + 8, b"\4\5\6")     # the last write
+    stale = protocol.encode_request(Command.MEM_WRITE, (link_seq + 1) & 0xFF, MEM_BASE + 8,
+                                    payload=b"\7\7\7")
+    bad = bytearray(stale)
+    bad[-4] ^= 0x10
+    assert t.exchange(bytes(bad), Command.MEM_WRITE, 3).status == Status.BAD_CRC
+    assert t.exchange(stale, Command.MEM_WRITE, 3).status == Status.OK
+    assert link.mem_read(MEM_BASE + 8, 3) == b"\4\5\6"
+
+
+def test_register_read_from_a_strict_slave():
+    """REG_READ against a register slave that drives RDATA only during its R beat (garbage
+    otherwise) and answers after random delays: the answer carries the R beat's data, and
+    REG_WRITE its payload."""
+    rng = random.Random(_seed())
+    t = SimTransport(BridgeHarness(with_regs=False), rng)
+    axil = t.h.bridge.m_axil
+    written = {}
+
+    def value(addr):
+        return written.get(addr, (addr * 0x01010101 ^ 0x5A5A5A5A) & 0xFFFFFFFF)
+
+    async def slave(ctx):
+        ctx.set(axil.rdata, 0xBAD0BAD0)
+        while True:
+            await ctx.tick().until(axil.arvalid | axil.awvalid)
+            await ctx.tick().repeat(rng.randrange(1, 4))
+            if ctx.get(axil.arvalid):
+                addr = ctx.get(axil.araddr)
+                ctx.set(axil.arready, 1)
+                await ctx.tick()
+                ctx.set(axil.arready, 0)
+                await ctx.tick().repeat(rng.randrange(1, 6))
+                ctx.set(axil.rdata, value(addr))
+                ctx.set(axil.rvalid, 1)
+                await ctx.tick().until(axil.rready)
+                ctx.set(axil.rvalid, 0)
+                ctx.set(axil.rdata, rng.randrange(1 << 32))
+            else:
+                await ctx.tick().until(axil.wvalid)
+                written[ctx.get(axil.awaddr)] = ctx.get(axil.wdata)
+                ctx.set(axil.awready, 1)
+                ctx.set(axil.wready, 1)
+                await ctx.tick()
+                ctx.set(axil.awready, 0)
+                ctx.set(axil.wready, 0)
+                ctx.set(axil.bvalid, 1)
+                await ctx.tick().until(axil.bready)
+                ctx.set(axil.bvalid, 0)
+
+    t.sim.add_testbench(slave, background=True)
+    link = UartLink(t)
+    for addr in (0x10, 0x24, 0x7FC):
+        assert link.reg_read(addr) == value(addr)
+    link.reg_write(0x30, 0x12345678)
+    assert link.reg_read(0x30) == 0x12345678
