@@ -15,7 +15,7 @@ from .config import Config
 
 __all__ = [
     "Accumulator", "acc_addr_width", "acc_row_layout", "acc_write_layout",
-    "acc_read_req_layout", "acc_read_resp_layout",
+    "acc_read_req_layout", "acc_read_resp_layout", "acc_read_unbuffered",
 ]
 
 
@@ -38,6 +38,13 @@ def acc_write_layout(cfg):
     })
 
 
+def acc_read_unbuffered(cfg):
+    """The store path takes every read response in the cycle it is valid: the serial output
+    lane (``cfg.output_lane == "serial"``) reads a row once per column, each when it is
+    ready for it, so the accumulator holds no response (no skid register)."""
+    return cfg.output_lane == "serial"
+
+
 def acc_read_req_layout(cfg):
     return data.StructLayout({"addr": unsigned(acc_addr_width(cfg))})
 
@@ -55,7 +62,9 @@ class Accumulator(wiring.Component):
                  ``row + data`` (each value wrapping at ``acc_width`` bits).
       read_req   In(stream{addr}). One request per cycle while ``read_resp`` keeps up.
       read_resp  Out(stream{data}). Responses in request order; backpressure is honoured
-                 (a two-entry output stage holds the responses, so none is lost).
+                 (a two-entry output stage holds the responses, so none is lost), except
+                 with :func:`acc_read_unbuffered`: a response is valid for its one cycle
+                 and ``read_resp.ready`` must then be high.
 
     Latency
       A write is in the memory 2 cycles after it is accepted; read-modify-writes forward the
@@ -67,7 +76,8 @@ class Accumulator(wiring.Component):
       ``cfg.acc_read_ports == 2``: one write and one read per cycle, concurrently.
       ``cfg.acc_read_ports == 1``: the read requests share the read-modify-write port, so a
       read is accepted only in a cycle without a write (writes never wait), and at most every
-      other cycle; the rows then need one copy of block RAM instead of two.
+      other cycle (every cycle without a write with :func:`acc_read_unbuffered`); the rows
+      then need one copy of block RAM instead of two.
     """
 
     def __init__(self, cfg):
@@ -97,8 +107,12 @@ class Accumulator(wiring.Component):
             m.d.comb += [rd.addr.eq(self.read_req.payload.addr), rd.en.eq(read_accept)]
         else:
             # A write may take the port while a read response waits in the skid, so a read
-            # waits until the previous row has left the port's output register.
-            self._read_path(m, rmw, read_accept, mem_valid, read_allowed=~self.write.valid & ~mem_valid)
+            # waits until the previous row has left the port's output register (an unbuffered
+            # response leaves in its cycle).
+            allowed = ~self.write.valid
+            if not acc_read_unbuffered(cfg):
+                allowed &= ~mem_valid
+            self._read_path(m, rmw, read_accept, mem_valid, read_allowed=allowed)
         self._write_path(m, wr, rmw)
         if cfg.acc_read_ports == 1:
             # A read borrows the port in a cycle without a write.
@@ -134,6 +148,15 @@ class Accumulator(wiring.Component):
         """The response side of read port ``rd``; ``accept`` is driven here, ``rd``'s address
         and enable by the caller."""
         cfg = self._cfg
+        if acc_read_unbuffered(cfg):
+            m.d.comb += [
+                self.read_req.ready.eq(read_allowed),
+                accept.eq(self.read_req.valid & self.read_req.ready),
+                self.read_resp.valid.eq(mem_valid),
+                self.read_resp.payload.data.eq(rd.data),
+            ]
+            m.d.sync += mem_valid.eq(accept)
+            return
         # The memory output register is stage one; a skid register catches its row when
         # read_resp stalls, so read_req.ready is a register, not a path from read_resp.ready
         # (with a shared port it also depends on write.valid).

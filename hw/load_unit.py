@@ -1,9 +1,10 @@
 """The load unit: LOAD instructions, DRAM -> scratchpad / accumulator / qparam rows."""
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sw import isa
 from sw.isa import LoadDst, Queue
 
 from .accumulator import acc_write_layout
@@ -11,15 +12,28 @@ from .burst import dma_cmd_layout, dma_status_layout
 from .decoder import QPARAM_ROWS, field_limits, instruction_layout, legal_bits
 from .dma import dma_data_layout
 from .queues import (CommandPacking, UnitPort, command_layout, complete_or_fault,
-                     hold_instruction)
+                     hold_instruction, pc_width)
 from .scratchpad import sp_write_layout
 
 
-__all__ = ["LoadUnit", "qparam_write_layout", "row_beats"]
+__all__ = ["LoadUnit", "dma_field_mask", "qparam_write_layout", "row_beats"]
 
 
 def row_beats(row_bytes, bus_bytes):
     return -(-row_bytes // bus_bytes)
+
+
+def dma_field_mask(name, cmd):
+    """The word bits of instruction ``name`` less the ``dram_addr`` / ``dram_stride`` bits
+    above what the DMA command ``cmd`` (a :func:`~hw.burst.dma_cmd_layout` view) carries: a
+    unit need not hold bits the DMA never sees."""
+    mask = (1 << isa.INSTR_BITS) - 1
+    instr = isa.INSTRUCTIONS[name]
+    for field, width in (("dram_addr", len(cmd.addr)), ("dram_stride", len(cmd.stride))):
+        f = instr.field(field)
+        if width < f.width:
+            mask &= ~(((1 << (f.width - width)) - 1) << (f.lsb + width))
+    return mask
 
 
 def qparam_write_layout(cfg):
@@ -41,6 +55,8 @@ class LoadUnit(wiring.Component):
     Each DRAM row arrives as ``ceil(row_bytes / bus_bytes)`` beats from lane 0; the local row
     is written the cycle its last beat arrives (elements past ``row_elems`` are zero, since
     the DMA zeroes lanes past the row end and the unused beats are never filled).
+    With ``cfg.unit_commands == "queue"`` the unit holds no copy of the instruction: it runs
+    ``cmd``'s payload and takes it (``cmd.ready``) in the cycle it completes.
     Throughput: one beat per cycle. An instruction completes (tokens pushed) on the DMA
     status; a DMA fault is reported with the instruction's pc and the faulting address.
     """
@@ -49,8 +65,8 @@ class LoadUnit(wiring.Component):
         self.cfg = cfg
         self._max_row_bytes = max(cfg.sp_row_bytes, cfg.acc_row_bytes)
         super().__init__({
-            "cmd": In(stream.Signature(command_layout())),
-            "ctrl": Out(UnitPort(cfg.addr_width)),
+            "cmd": In(stream.Signature(command_layout(cfg))),
+            "ctrl": Out(UnitPort(cfg)),
             "rd_cmd": Out(stream.Signature(dma_cmd_layout(cfg))),
             "rd_data": In(stream.Signature(dma_data_layout(cfg))),
             "rd_status": In(stream.Signature(dma_status_layout(cfg))),
@@ -65,24 +81,34 @@ class LoadUnit(wiring.Component):
         bus_bits = cfg.dma_data_width
         max_beats = row_beats(self._max_row_bytes, cfg.bus_bytes)
 
-        # The held instruction keeps only the bits a legal LOAD can have set.
-        packing = CommandPacking(*legal_bits(cfg, Queue.LOAD))
-        held = Signal(packing.width)
-        command = data.View(command_layout(), packing.unpack(held))
+        copy = cfg.unit_commands == "copy"
+        if copy:
+            # The held instruction keeps only the bits a legal LOAD can have set and the DMA
+            # uses.
+            mask, ones = legal_bits(cfg, Queue.LOAD)
+            packing = CommandPacking(mask & dma_field_mask("LOAD", self.rd_cmd.payload), ones,
+                                     pc_width(cfg))
+            held = Signal(packing.width)
+            command = data.View(command_layout(cfg), packing.unpack(held))
+        else:
+            # The queue's head stays until the instruction completes (it is taken then).
+            command = self.cmd.payload
         instr = data.View(instruction_layout("LOAD"), command.word)
         pc = command.pc
         local_addr = Signal(range(field_limits(cfg, "LOAD")["rows"] + 1))
-        beat = Signal(range(max_beats + 1))
-        slots = Array(Signal(bus_bits, name=f"slot{i}") for i in range(max_beats))
+        # A row's last beat goes straight to the local write, so a slot holds each of the
+        # beats before it: one fewer than the longest row has.
+        beat = Signal(range(max_beats))
+        slots = [Signal(bus_bits, name=f"slot{i}") for i in range(max_beats - 1)]
         esize_shift = Mux(instr.dst == LoadDst.SP, 0, 2)
 
         # The row being completed by this beat: filled slots, this beat, zeros after it.
         row = Signal(max_beats * bus_bits)
         m.d.comb += row.eq(Cat(
             Mux(beat == i, self.rd_data.payload.data, Mux(beat > i, slots[i], 0))
+            if i < len(slots) else Mux(beat == i, self.rd_data.payload.data, 0)
             for i in range(max_beats)))
 
-        sink = Signal(3)  # which local write stream the current row goes to
         m.d.comb += [
             self.sp_write.payload.addr.eq(local_addr),
             self.sp_write.payload.data.eq(row[:cfg.sp_row_bytes * 8]),
@@ -101,9 +127,10 @@ class LoadUnit(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += held.eq(packing.pack(self.cmd.payload))
+                    if copy:
+                        m.d.comb += self.cmd.ready.eq(1)
+                        m.d.sync += held.eq(packing.pack(self.cmd.payload))
                     m.next = "TOKENS"
             with m.State("TOKENS"):
                 m.d.comb += self.ctrl.request.eq(1)
@@ -126,7 +153,10 @@ class LoadUnit(wiring.Component):
                 last_of_row = self.rd_data.payload.row_last
                 with m.If(self.rd_data.valid & ~last_of_row):
                     m.d.comb += self.rd_data.ready.eq(1)
-                    m.d.sync += [slots[beat].eq(self.rd_data.payload.data), beat.eq(beat + 1)]
+                    m.d.sync += beat.eq(beat + 1)
+                    for i, slot in enumerate(slots):
+                        with m.If(beat == i):
+                            m.d.sync += slot.eq(self.rd_data.payload.data)
                 with m.If(self.rd_data.valid & last_of_row):
                     with m.Switch(instr.dst):
                         with m.Case(LoadDst.SP):
@@ -142,5 +172,7 @@ class LoadUnit(wiring.Component):
                 with m.If(~self.rd_data.valid & self.rd_status.valid):
                     m.d.comb += self.rd_status.ready.eq(1)
                     complete_or_fault(m, self.ctrl, instr, self.rd_status.payload)
+                    if not copy:
+                        m.d.comb += self.cmd.ready.eq(1)
                     m.next = "IDLE"
         return m

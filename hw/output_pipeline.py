@@ -327,10 +327,11 @@ class SerialOutputPipeline(wiring.Component):
     ``col_addr`` / ``col_value``.
 
     Ports
-      i          In(stream{data: C x signed(acc_width), last}): accumulator rows. The lane
-                 reads the columns from ``i.payload`` in turn, so the payload must stay stable
-                 while ``i.valid`` waits for ``i.ready`` (as lib.stream requires); ``i.ready``
-                 is the handshake of the row's last column.
+      i          In(stream{data: C x signed(acc_width), last}): accumulator rows, each
+                 C times: the lane takes column ``col_addr.col`` of each beat, so a row is C
+                 beats (the store unit reads it once per column, holding no copy of it).
+                 ``i.ready`` is high while the lane waits for a column (it does not depend
+                 on ``i.valid``).
       o          Out(stream{data: signed(32), last}): the results of each row's columns
                  0 .. C-1 in turn: the int32 value, or the int8 one in bits 0..7 (the store
                  unit packs bytes, so the bits above are left as x's); ``last`` is the row's
@@ -419,7 +420,7 @@ class SerialOutputPipeline(wiring.Component):
                 m.d.comb += addr.kind.eq(ColParam.BIAS)
                 m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(last_col),
+                m.d.comb += [self.i.ready.eq(1),
                              addr.kind.eq(Mux(self.i.valid, ColParam.MULTIPLIER, ColParam.BIAS))]
                 with m.If(self.i.valid):
                     m.d.sync += [x.eq(x_new), prod.eq(initial), count.eq(0),

@@ -17,12 +17,6 @@ __all__ = [
     "sp_read_req_layout", "sp_read_resp_layout",
 ]
 
-# Rows a read port can hold: one from the bank the previous cycle plus one stalled on
-# read_resp. Two keep the request ready a register (no path from read_resp.ready) at full
-# throughput.
-_RESP_BUFFER = 2
-
-
 def sp_addr_width(cfg):
     """Bits of a scratchpad row address."""
     return ceil_log2(cfg.sp_rows)
@@ -54,20 +48,25 @@ class Scratchpad(wiring.Component):
     """``cfg.sp_rows`` rows of ``cfg.sp_row_elems`` bytes in ``cfg.scratchpad_banks`` banks.
 
     Each bank is one single-port ``lib.memory.Memory`` of ``cfg.sp_bank_rows`` rows (one
-    address shared by its read and write port, synchronous read, contents not reset), so it
-    maps to block RAM or SPRAM. Row ``a`` is in bank ``a >> sp_bank_bits(cfg)``.
+    address shared by its read and write port, contents not reset; its read is registered:
+    an asynchronous port into a register loaded in the cycles the bank is read, which
+    synthesis folds into the memory), so it maps to block RAM or SPRAM. Row ``a`` is in bank
+    ``a >> sp_bank_bits(cfg)``.
 
     Ports
       write         In(stream{addr, data}).
       read_req[i]   In(stream{addr}), ``i < read_ports``.
       read_resp[i]  Out(stream{data}): the rows of port ``i``'s requests, in order;
-                    backpressure is honoured (a port holds up to two rows, then stops
-                    taking requests).
+                    backpressure is honoured (a port holds up to ``cfg.sp_read_buffer`` rows,
+                    then stops taking requests).
 
     Arbitration
       One access per bank per cycle, fixed priority read port 0 > read port 1 > ... > write.
-      A request that loses its bank (or a read port whose two rows are still held) waits
-      with ``ready`` low. A read sees every write accepted in an earlier cycle.
+      A request that loses its bank (or a read port whose rows are still held) waits with
+      ``ready`` low. A read sees every write accepted in an earlier cycle. With
+      ``cfg.sp_read_buffer == 2`` a port's ``ready`` is a register: one row from the bank
+      and one stalled on ``read_resp`` fit at full throughput. With 1 it holds one row, and
+      takes a request in a cycle its rows all leave (``read_resp.ready`` counts).
 
     Latency
       ``read_resp`` is valid the cycle after its request is accepted (when the port holds no
@@ -104,11 +103,21 @@ class Scratchpad(wiring.Component):
         def bank_of(addr):
             return addr[bank_bits:] if banks > 1 else 0
 
+        # A bank's read and write never share a cycle, and its read register is loaded under
+        # an enable that says so (``~wr.en``): a block RAM's read and write of one address
+        # in one cycle give no defined result, so a read register the synthesis tool cannot
+        # prove idle during writes costs flip-flops to emulate one.
         ports = []
         for b in range(banks):
             mem = memory.Memory(shape=sp_row_layout(cfg), depth=cfg.sp_bank_rows, init=[])
             m.submodules[f"bank{b}"] = mem
-            ports.append((mem.read_port(), mem.write_port()))
+            rd = mem.read_port(domain="comb")
+            wr = mem.write_port()
+            rd_en = Signal(name=f"read_bank{b}")
+            rd_data = Signal(sp_row_layout(cfg), name=f"bank{b}_row")
+            with m.If(rd_en & ~wr.en):
+                m.d.sync += rd_data.eq(rd.data)
+            ports.append((rd, wr, rd_en, rd_data))
 
         # Requesters in priority order: the read ports, then the write. A requester is
         # offered a bank when no higher one claims it; ``ready`` is the offer, so it never
@@ -130,19 +139,19 @@ class Scratchpad(wiring.Component):
                 ]
                 claimed = claimed | access[i][b]
 
-        for b, (rd, wr) in enumerate(ports):
+        for b, (rd, wr, rd_en, _) in enumerate(ports):
             for i, (_, _, addr) in enumerate(requesters):
                 with m.If(access[i][b]):
                     m.d.comb += [rd.addr.eq(addr[:bank_bits]), wr.addr.eq(addr[:bank_bits])]
             m.d.comb += [
-                rd.en.eq(Cat(access[i][b] for i in range(self._read_ports)).any()),
+                rd_en.eq(Cat(access[i][b] for i in range(self._read_ports)).any()),
                 wr.en.eq(access[-1][b]),
                 wr.data.eq(self.write.payload.data),
             ]
         m.d.comb += self.write.ready.eq(Cat(offer[-1]).any())
 
         for i in range(self._read_ports):
-            self._read_port(m, i, room[i], offer[i], access[i], [rd for rd, _ in ports])
+            self._read_port(m, i, room[i], offer[i], access[i], [data for *_, data in ports])
         return m
 
     def _read_port(self, m, i, room, offer, access, bank_reads):
@@ -160,16 +169,18 @@ class Scratchpad(wiring.Component):
                 m.d.sync += pending_bank.eq(b)
         bank_row = Signal(sp_row_layout(cfg), name=f"bank_row{i}")
         with m.Switch(pending_bank):
-            for b, rd in enumerate(bank_reads):
+            for b, data in enumerate(bank_reads):
                 with m.Case(b):
-                    m.d.comb += bank_row.eq(rd.data)
+                    m.d.comb += bank_row.eq(data)
 
-        held = Signal(range(_RESP_BUFFER + 1), name=f"held{i}")
-        buffer = [Signal(sp_row_layout(cfg), name=f"buffer{i}_{k}") for k in range(_RESP_BUFFER)]
-        m.d.comb += [
-            room.eq(held + pending < _RESP_BUFFER),
-            resp.valid.eq((held != 0) | pending),
-        ]
+        depth = cfg.sp_read_buffer
+        held = Signal(range(depth + 1), name=f"held{i}")
+        buffer = [Signal(sp_row_layout(cfg), name=f"buffer{i}_{k}") for k in range(depth)]
+        m.d.comb += resp.valid.eq((held != 0) | pending)
+        if depth == 1:
+            m.d.comb += room.eq(held + pending - (resp.valid & resp.ready) == 0)
+        else:
+            m.d.comb += room.eq(held + pending < depth)
         with m.If(held != 0):
             m.d.comb += resp.payload.data.eq(buffer[0])
         with m.Else():
@@ -182,11 +193,11 @@ class Scratchpad(wiring.Component):
             push.eq(pending & ~((held == 0) & resp.ready)),
         ]
         with m.If(pop):
-            for k in range(_RESP_BUFFER - 1):
+            for k in range(depth - 1):
                 m.d.sync += buffer[k].eq(buffer[k + 1])
         with m.If(push):
             with m.Switch(held - pop):
-                for k in range(_RESP_BUFFER):
+                for k in range(depth):
                     with m.Case(k):
                         m.d.sync += buffer[k].eq(bank_row)
         m.d.sync += held.eq(held + push - pop)

@@ -6,18 +6,30 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sw import isa
-from sw.isa import Opcode
+from sw.isa import Opcode, Queue
 
-from .accumulator import acc_read_req_layout, acc_read_resp_layout
+from .accumulator import acc_read_req_layout, acc_read_resp_layout, acc_read_unbuffered
 from .burst import dma_cmd_layout, dma_status_layout
-from .decoder import QPARAM_ROWS, instruction_layout
+from .decoder import QPARAM_ROWS, field_limits, instruction_layout, legal_bits
 from .dma import dma_data_layout
-from .load_unit import qparam_write_layout, row_beats
+from .load_unit import dma_field_mask, qparam_write_layout, row_beats
 from .output_pipeline import PARAM_WIDTH, ColParam, OutputPipeline, SerialOutputPipeline
-from .queues import UnitPort, command_layout, complete_or_fault, hold_instruction
+from .queues import (CommandPacking, UnitPort, command_layout, complete_or_fault,
+                     hold_instruction, pc_width)
 
 
 __all__ = ["StoreUnit"]
+
+
+def _store_bits(cfg):
+    """The word bits a legal STORE can have set: its header and each field's low bits up to
+    the field's largest legal value (:func:`hw.decoder.field_limits`)."""
+    limits = field_limits(cfg, "STORE")
+    bits = 0
+    for f in isa.INSTRUCTIONS["STORE"].all_fields:
+        width = limits[f.name].bit_length() if f.name in limits else f.width
+        bits |= ((1 << width) - 1) << f.lsb
+    return bits
 
 
 class StoreUnit(wiring.Component):
@@ -38,18 +50,23 @@ class StoreUnit(wiring.Component):
       acc_req, acc_resp   the accumulator's read port.
       wr_cmd, wr_data, wr_status   the DMA write engine.
       qparam_write  In(stream{addr, data}): rows from the load unit; always ready with the
-                    pipelined lane, one row per C cycles (a column per cycle) with the serial one.
+                    pipelined lane, one row per C cycles or more with the serial one (a column
+                    per cycle in which the lane reads the address whose value it holds).
+
+    With ``cfg.unit_commands == "queue"`` the unit holds no copy of the instruction: it runs
+    ``cmd``'s payload and takes it (``cmd.ready``) in the cycle it completes.
 
     Throughput: one accumulator row per ``max(C/output_lanes, beats per row)`` cycles
-    (pipelined lane) or per ``C * (35 + shift)`` cycles (serial lane, int8 results; see
+    (pipelined lane) or per ``C * (36 + shift)`` cycles (serial lane, int8 results: a
+    column's read, then its ``35 + shift`` cycles; see
     :class:`~hw.output_pipeline.SerialOutputPipeline`).
     """
 
     def __init__(self, cfg):
         self.cfg = cfg
         super().__init__({
-            "cmd": In(stream.Signature(command_layout())),
-            "ctrl": Out(UnitPort(cfg.addr_width)),
+            "cmd": In(stream.Signature(command_layout(cfg))),
+            "ctrl": Out(UnitPort(cfg)),
             "acc_req": Out(stream.Signature(acc_read_req_layout(cfg))),
             "acc_resp": In(stream.Signature(acc_read_resp_layout(cfg))),
             "wr_cmd": Out(stream.Signature(dma_cmd_layout(cfg))),
@@ -72,8 +89,22 @@ class StoreUnit(wiring.Component):
         config_word = Signal(isa.INSTR_BITS, init=reset_config)
         config = data.View(instruction_layout("CONFIG"), config_word)
 
-        instr = Signal(instruction_layout("STORE"))
-        pc = Signal.like(self.ctrl.pc)
+        copy = cfg.unit_commands == "copy"
+        if copy:
+            # The held command keeps only the bits a legal STORE can have set and the DMA
+            # uses (a CONFIG needs its token flags, which are in the same place, and is
+            # applied as it is taken).
+            mask, ones = legal_bits(cfg, Queue.STORE)
+            packing = CommandPacking(mask & _store_bits(cfg)
+                                     & dma_field_mask("STORE", self.wr_cmd.payload),
+                                     ones, pc_width(cfg))
+            held = Signal(packing.width)
+            command = data.View(command_layout(cfg), packing.unpack(held))
+        else:
+            # The queue's head stays until the instruction completes (it is taken then).
+            command = self.cmd.payload
+        instr = data.View(instruction_layout("STORE"), command.word)
+        pc = command.pc
         params = pipeline.params
         slot = instr.qslot * len(isa.QPARAM_KINDS)
         m.d.comb += [
@@ -101,8 +132,8 @@ class StoreUnit(wiring.Component):
         max_beats = row_beats(4 * C, cfg.bus_bytes)
         row_bytes = Signal(range(4 * C + 1))
         m.d.comb += row_bytes.eq(Mux(instr.out_int32, instr.row_elems << 2, instr.row_elems))
-        rows_out = Signal(16)
-        rows_req = Signal(16)
+        rows_out = Signal(range(field_limits(cfg, "STORE")["rows"] + 1))
+        rows_req = Signal.like(rows_out)
         if not serial:
             nbeats = Signal(range(max_beats + 1))
             m.d.comb += nbeats.eq((row_bytes + cfg.bus_bytes - 1)
@@ -129,10 +160,16 @@ class StoreUnit(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [instr.eq(self.cmd.payload.word), pc.eq(self.cmd.payload.pc),
-                                 rows_req.eq(0), rows_out.eq(0)]
+                    if copy:
+                        m.d.comb += self.cmd.ready.eq(1)
+                        m.d.sync += held.eq(packing.pack(self.cmd.payload))
+                    m.d.sync += [rows_req.eq(0), rows_out.eq(0)]
+                    # The CONFIG is only read by the STOREs after it, which start after it
+                    # has its tokens; a program that stops before then resets the unit. So
+                    # it takes effect here, and a held command need not keep it.
+                    with m.If(self.cmd.payload.word[:4] == Opcode.CONFIG):
+                        m.d.sync += config_word.eq(self.cmd.payload.word)
                     if not serial:
                         m.d.sync += beat.eq(0)
                     m.next = "TOKENS"
@@ -140,9 +177,10 @@ class StoreUnit(wiring.Component):
                 m.d.comb += self.ctrl.request.eq(1)
                 with m.If(self.ctrl.grant):
                     with m.If(instr.as_value()[:4] == Opcode.CONFIG):
-                        m.d.sync += config_word.eq(instr.as_value())
                         m.d.comb += [self.ctrl.push_prev.eq(instr.push_prev),
                                      self.ctrl.push_next.eq(instr.push_next)]
+                        if not copy:
+                            m.d.comb += self.cmd.ready.eq(1)
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "ISSUE"
@@ -159,9 +197,12 @@ class StoreUnit(wiring.Component):
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += self.ctrl.executing.eq(1)
-                m.d.comb += self.acc_req.valid.eq(rows_req != instr.rows)
-                with m.If(self.acc_req.valid & self.acc_req.ready):
-                    m.d.sync += rows_req.eq(rows_req + 1)
+                if acc_read_unbuffered(cfg):
+                    self._read_columns(m, pipeline, instr, rows_req)
+                else:
+                    m.d.comb += self.acc_req.valid.eq(rows_req != instr.rows)
+                    with m.If(self.acc_req.valid & self.acc_req.ready):
+                        m.d.sync += rows_req.eq(rows_req + 1)
                 if serial:
                     self._pack_columns(m, pipeline.o, instr, rows_out)
                 else:
@@ -177,8 +218,24 @@ class StoreUnit(wiring.Component):
                 m.d.comb += [self.ctrl.executing.eq(1), self.wr_status.ready.eq(1)]
                 with m.If(self.wr_status.valid):
                     complete_or_fault(m, self.ctrl, instr, self.wr_status.payload)
+                    if not copy:
+                        m.d.comb += self.cmd.ready.eq(1)
                     m.next = "IDLE"
         return m
+
+    def _read_columns(self, m, lane, instr, rows_req):
+        """In state DATA: the rows for the serial ``lane``, each read once per column (the
+        accumulator holds no response, :func:`~hw.accumulator.acc_read_unbuffered`), a read
+        issued when the lane waits for a column and no read is in flight, so the lane takes
+        the response in the cycle it comes."""
+        in_flight = Signal()
+        m.d.comb += self.acc_req.valid.eq((rows_req != instr.rows) & lane.i.ready & ~in_flight)
+        with m.If(self.acc_req.valid & self.acc_req.ready):
+            m.d.sync += in_flight.eq(1)
+            with m.If(lane.col_addr.col == self.cfg.cols - 1):
+                m.d.sync += rows_req.eq(rows_req + 1)
+        with m.If(self.acc_resp.valid & self.acc_resp.ready):
+            m.d.sync += in_flight.eq(0)
 
     def _pack_columns(self, m, results, instr, rows_out):
         """In state DATA: the serial lane's ``results``, one column at a time, into bus beats
@@ -242,23 +299,37 @@ class StoreUnit(wiring.Component):
         """The qparam rows in a memory of one value per (row, column), written a column per
         cycle and read at the serial lane's ``col_addr`` of slot ``slot``, the value then
         resolved as the CONFIG says (bias_en, per_column). A memory has no reset, so a row
-        reads as 0 until written since the (soft) reset, as the flip-flops do."""
+        reads as 0 until written since the (soft) reset, as the flip-flops do.
+
+        The read is registered only in cycles without a write: a block RAM's read and write
+        of one address in one cycle give no defined result, so a read register the synthesis
+        tool cannot prove idle during writes costs flip-flops to emulate one. A write
+        therefore waits for a cycle that reads the address the register already holds (the
+        lane keeps an address for most cycles, and for every cycle it waits for the DMA),
+        and a write to that address makes the next cycle reload it."""
         C = self.cfg.cols
         write = self.qparam_write
         m.submodules.qparam = mem = memory.Memory(shape=PARAM_WIDTH, depth=QPARAM_ROWS * C,
                                                   init=[])
-        wr, rd = mem.write_port(), mem.read_port()
+        wr, rd = mem.write_port(), mem.read_port(domain="comb")
+        value = Signal(PARAM_WIDTH)
+        value_addr = Signal.like(rd.addr)
+        fresh = Signal()            # value is the memory's word at value_addr
+        with m.If(~wr.en):
+            m.d.sync += [value.eq(rd.data), value_addr.eq(rd.addr), fresh.eq(1)]
+        with m.Elif(wr.addr == value_addr):
+            m.d.sync += fresh.eq(0)
         written = Signal(QPARAM_ROWS)
         write_col = Signal(range(C))
         row_done = Signal()
         m.d.comb += [
             row_done.eq(write_col == C - 1),
-            write.ready.eq(row_done),
-            wr.en.eq(write.valid),
+            wr.en.eq(write.valid & fresh & (rd.addr == value_addr)),
+            write.ready.eq(row_done & wr.en),
             wr.addr.eq(write.payload.addr * C + write_col),
             wr.data.eq(write.payload.data[write_col]),
         ]
-        with m.If(write.valid):
+        with m.If(wr.en):
             m.d.sync += write_col.eq(Mux(row_done, 0, write_col + 1))
             with m.If(row_done):
                 m.d.sync += written.bit_select(write.payload.addr, 1).eq(1)
@@ -276,5 +347,5 @@ class StoreUnit(wiring.Component):
             config_shift.eq((kind == ColParam.SHIFT) & ~config.per_column),
         ]
         m.d.comb += pipeline.col_value.eq(
-            Mux(from_memory, rd.data,
+            Mux(from_memory, value,
                 Mux(config_mult, config.multiplier, 0) | Mux(config_shift, config.shift, 0)))

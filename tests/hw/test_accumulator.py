@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from hw.accumulator import Accumulator, acc_addr_width
+from hw.accumulator import Accumulator, acc_addr_width, acc_read_unbuffered
 from hw.config import Config
 from sim import golden
 
@@ -94,7 +94,8 @@ def run_rounds(cfg, seed, rounds=6):
 
     async def responder(ctx):
         while len(got) < len(expected):
-            ctx.set(dut.read_resp.ready, int(rng.random() < 0.6))
+            # An unbuffered response must be taken in its cycle (the serial lane's reads).
+            ctx.set(dut.read_resp.ready, int(acc_read_unbuffered(cfg) or rng.random() < 0.6))
             _, _, valid, ready, data = await ctx.tick().sample(
                 dut.read_resp.valid, dut.read_resp.ready, dut.read_resp.payload.data)
             if valid and ready:
@@ -113,8 +114,46 @@ def run_rounds(cfg, seed, rounds=6):
 
 @pytest.mark.parametrize("acc_read_ports", [2, 1])
 @pytest.mark.parametrize("acc_width", [32, 20])
-def test_random_writes_and_reads_match_a_dict_model(acc_width, acc_read_ports):
-    run_rounds(small_config(acc_width=acc_width, acc_read_ports=acc_read_ports), _seed())
+@pytest.mark.parametrize("output_lane", ["pipelined", "serial"])
+def test_random_writes_and_reads_match_a_dict_model(acc_width, acc_read_ports, output_lane):
+    cfg = small_config(acc_width=acc_width, acc_read_ports=acc_read_ports,
+                       output_lane=output_lane, output_lanes=1)
+    run_rounds(cfg, _seed())
+
+
+def test_unbuffered_shared_port_reads_every_cycle_without_writes():
+    """The serial lane's reads (no response held): a read each cycle while no write comes."""
+    cfg = small_config(acc_read_ports=1, output_lane="serial", output_lanes=1)
+    assert acc_read_unbuffered(cfg)
+    dut = Accumulator(cfg)
+    rows = [[a, -a, a << 20, -(a << 20)] for a in range(4)]
+    got = []
+
+    async def bench(ctx):
+        ctx.set(dut.read_resp.ready, 1)
+        ctx.set(dut.write.valid, 1)
+        for a, row in enumerate(rows):
+            ctx.set(dut.write.payload, {"addr": a, "data": row, "accumulate": 0})
+            await ctx.tick()
+        ctx.set(dut.write.valid, 0)
+        await ctx.tick()
+        ctx.set(dut.read_req.valid, 1)
+        for a in range(len(rows) + 1):
+            if a < len(rows):
+                assert ctx.get(dut.read_req.ready)
+                ctx.set(dut.read_req.payload.addr, a)
+            else:
+                ctx.set(dut.read_req.valid, 0)
+            assert ctx.get(dut.read_resp.valid) == (a > 0)
+            if a > 0:
+                got.append([ctx.get(dut.read_resp.payload.data[j]) for j in range(cfg.cols)])
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == rows
 
 
 @pytest.mark.parametrize("acc_read_ports", [2, 1])

@@ -19,7 +19,8 @@ from .test_output_pipeline import _seed, run_pipeline
 class SerialWithParams(wiring.Component):
     """The serial lane with the ports of :class:`OutputPipeline`: its per-column parameters
     read from ``params`` the way the store unit reads its qparam memory (the addressed
-    value, one cycle later), its results gathered into rows."""
+    value, one cycle later), each row given to it as its C beats, its results gathered into
+    rows."""
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -35,7 +36,9 @@ class SerialWithParams(wiring.Component):
         m = Module()
         m.submodules.lane = lane = self.lane
         p = self.params
-        wiring.connect(m, wiring.flipped(self.i), lane.i)
+        # The lane takes a row once per column: the row is held for its C beats.
+        m.d.comb += [lane.i.valid.eq(self.i.valid), lane.i.payload.eq(self.i.payload),
+                     self.i.ready.eq(lane.i.ready & (lane.col_addr.col == cfg.cols - 1))]
         row = Signal(pipeline_out_layout(cfg))
         col = Signal(range(cfg.cols))
         m.d.comb += [lane.o.ready.eq(~self.o.valid), self.o.payload.eq(row)]
