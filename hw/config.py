@@ -10,13 +10,16 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 
-__all__ = ["Config", "ConfigError", "DATAFLOWS", "MAC_DSPS", "OUTPUT_LANES", "PERF_COUNTERS"]
+__all__ = ["Config", "ConfigError", "ARRAY_FEEDS", "DATAFLOWS", "MAC_DSPS", "OUTPUT_LANES",
+           "PERF_COUNTERS"]
 
 
 DATAFLOWS = ("ws", "os", "both")
 OUTPUT_LANES = ("pipelined", "serial")
 MAC_DSPS = ("generic", "ice40_dual")
+ARRAY_FEEDS = ("systolic", "broadcast")
 PERF_COUNTERS = ("all", "basic")
+UNIT_COMMANDS = ("copy", "queue")
 
 
 class ConfigError(ValueError):
@@ -45,6 +48,9 @@ class Config:
       mac_dsp           how the array's multipliers are built: "generic" (``a * b``, mapped by
                         the synthesis tool) or "ice40_dual" (iCE40 builds: two per SB_MAC16
                         in its dual 8x8 mode, see hw/ice40_mac.py; elsewhere generic).
+      array_feed        how an activation crosses an array row: "systolic" (one cell per
+                        cycle) or "broadcast" (WS only, small arrays: the whole row in its
+                        cycle, so no horizontal or deskew registers; latency R+1, not R+C).
 
     Memories
       scratchpad_kib    scratchpad capacity; rows of ``sp_row_elems`` bytes.
@@ -55,6 +61,9 @@ class Config:
                         quantisation parameters in flip-flops) or "serial" (small FPGAs: a
                         shift-add lane, ``35 + shift`` cycles per int8 value, no DSP, the
                         quantisation parameters in block RAM; needs ``output_lanes=1``).
+      sp_read_buffer    rows each scratchpad read port holds for a stalled reader: 2 (its
+                        ``read_req.ready`` is a register), or 1 (``read_req.ready`` follows
+                        ``read_resp.ready`` combinationally; one row register fewer a port).
       acc_read_ports    2: the store path has its own accumulator read port; 1: it reads
                         through the read-modify-write port between writes (one block-RAM
                         copy of the rows instead of two).
@@ -74,6 +83,10 @@ class Config:
                         holds two chunks.
       perf_counters     "all" or "basic": only PERF_CYCLES and the DMA byte counts count,
                         the other PERF_* registers read 0.
+      unit_commands     "copy": the load and store units copy the instruction they run out
+                        of their queue, which takes the next one meanwhile; "queue": they run
+                        the head of their queue and free its slot when it completes (no
+                        copy; the queue then holds the running instruction too).
     """
 
     rows: int = _knob(16, "systolic array rows R (the reduction dimension in WS)")
@@ -85,12 +98,18 @@ class Config:
     dataflow: str = _knob("both", "dataflows built: ws, os or both (chosen per MATMUL)")
     mac_dsp: str = _knob("generic", "array multipliers: generic, or ice40_dual (iCE40 builds:"
                                     " two per SB_MAC16, dual 8x8 mode)")
+    array_feed: str = _knob("systolic", "activations cross an array row: systolic (a cell per"
+                                        " cycle), or broadcast (WS only, small arrays: the"
+                                        " whole row at once, no horizontal or deskew"
+                                        " registers, latency R+1)")
     scratchpad_kib: int = _knob(256, "scratchpad capacity in KiB")
     scratchpad_banks: int = _knob(4, "single-port scratchpad banks (power of two)")
     accumulator_kib: int = _knob(64, "accumulator capacity in KiB (rows of cols int32)")
     output_lanes: int = _knob(0, "columns requantised per cycle (0 = cols)")
     output_lane: str = _knob("pipelined", "requantisation lane: pipelined, or serial (no DSP,"
                                           " 35+shift cycles per value, qparams in block RAM)")
+    sp_read_buffer: int = _knob(2, "rows a scratchpad read port holds: 2 (ready is a register),"
+                                   " or 1 (ready follows read_resp.ready; small FPGAs)")
     acc_read_ports: int = _knob(2, "accumulator read ports: 2, or 1 (the store path reads"
                                    " between writes; half the block RAM)")
     dma_data_width: int = _knob(128, "AXI4 master data width in bits: 32, 64 or 128")
@@ -104,6 +123,9 @@ class Config:
     fetch_chunk: int = _knob(8, "instructions per fetch DMA command (1..64); two are buffered")
     perf_counters: str = _knob("all", "performance counters: all, or basic (PERF_CYCLES and the"
                                       " DMA byte counts; the other PERF_* read 0)")
+    unit_commands: str = _knob("copy", "load/store units: copy the instruction they run out of"
+                                       " the queue, or queue (run its head, free the slot when"
+                                       " done: no copy, small FPGAs)")
 
     MAX_DIM: ClassVar[int] = 512
     MAX_QUEUE: ClassVar[int] = 64
@@ -136,6 +158,9 @@ class Config:
                     " to 32 bits")
         self._check("dataflow", self.dataflow in DATAFLOWS, f"must be one of {DATAFLOWS}")
         self._check("mac_dsp", self.mac_dsp in MAC_DSPS, f"must be one of {MAC_DSPS}")
+        self._check("array_feed", self.array_feed in ARRAY_FEEDS, f"must be one of {ARRAY_FEEDS}")
+        self._check("array_feed", self.array_feed == "systolic" or self.dataflow == "ws",
+                    "broadcast is for the WS dataflow alone: it needs dataflow=ws")
         self._check("scratchpad_banks", isinstance(self.scratchpad_banks, int)
                     and _is_pow2(self.scratchpad_banks) and self.scratchpad_banks <= 64,
                     "must be a power of two from 1 to 64")
@@ -160,6 +185,7 @@ class Config:
         self._check("output_lane", self.output_lane != "serial" or self.output_lanes == 1,
                     "serial requantises one column at a time: it needs output_lanes=1")
         self._check("acc_read_ports", self.acc_read_ports in (1, 2), "must be 1 or 2")
+        self._check("sp_read_buffer", self.sp_read_buffer in (1, 2), "must be 1 or 2")
         self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")
         self._check("addr_width", isinstance(self.addr_width, int)
                     and 16 <= self.addr_width <= 32, "must be from 16 to 32")
@@ -178,6 +204,8 @@ class Config:
                     "must be positive and end within the address space")
         self._check("perf_counters", self.perf_counters in PERF_COUNTERS,
                     f"must be one of {PERF_COUNTERS}")
+        self._check("unit_commands", self.unit_commands in UNIT_COMMANDS,
+                    f"must be one of {UNIT_COMMANDS}")
         for name in ("queue_depth", "fetch_chunk"):
             value = getattr(self, name)
             self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_QUEUE,

@@ -1,6 +1,6 @@
 """The accelerator: Verilog top module ``tensor_core``."""
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -14,6 +14,7 @@ from .dma import Dma
 from .exec_unit import SP_READ_PORTS, ExecUnit
 from .fetch import Fetcher
 from .load_unit import LoadUnit
+from .queues import saturate_count
 from .read_arbiter import ReadArbiter
 from .registers import Registers
 from .scratchpad import Scratchpad
@@ -95,18 +96,28 @@ class TensorCore(wiring.Component):
         connect(m, store.wr_cmd, dma.wr_cmd)
         connect(m, store.wr_data, dma.wr_data)
         connect(m, dma.wr_status, store.wr_status)
-        m.d.comb += [dma.window_base.eq(regs.dram_base.addr),
-                     dma.window_size.eq(regs.dram_size.bytes)]
+        # The window within the address space: a size reaching past its top (the whole space
+        # is 2**addr_width bytes, one more than addr_width bits hold) ends there, and a base
+        # beyond it leaves no window.
+        aw = cfg.addr_width
+        base_beyond = regs.dram_base.addr[aw:].any()
+        size_beyond = regs.dram_size.bytes[aw:].any()
+        m.d.comb += [
+            dma.window_base.eq(regs.dram_base.addr[:aw]),
+            dma.window_size.eq(Mux(base_beyond, 0,
+                                   Mux(size_beyond, 1 << aw, regs.dram_size.bytes[:aw]))),
+        ]
 
         # ---- controller --------------------------------------------------------------------------
+        prog_count = saturate_count(cfg, regs.prog_count.count)
         m.d.comb += [
             ctrl.start.eq(regs.ctrl.start),
             ctrl.abort.eq(regs.ctrl.abort),
             ctrl.prog_base.eq(regs.prog_base.addr),
-            ctrl.prog_count.eq(regs.prog_count.count),
+            ctrl.prog_count.eq(prog_count),
             fetcher.start.eq(ctrl.fetch_start),
             fetcher.base.eq(regs.prog_base.addr),
-            fetcher.count.eq(regs.prog_count.count),
+            fetcher.count.eq(prog_count),
             fetcher.flush.eq(ctrl.fetch_flush),
             ctrl.fetch_busy.eq(fetcher.busy),
         ]

@@ -109,7 +109,7 @@ def _fetch(cfg, words, window_rows, seed):
             ctx.set(dut.words.ready, ready)
             if ready and ctx.get(dut.words.valid):
                 entry = ctx.get(dut.words.payload)
-                out.append((entry.pc, entry.fault, entry.word if not entry.fault else None))
+                out.append((len(out), entry.fault, entry.word if not entry.fault else None))
             await ctx.tick()
 
     sim = Simulator(dut)
