@@ -1,6 +1,6 @@
 """Lets an AXI4 master be reset at any cycle without breaking the protocol on the bus."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,10 +9,9 @@ from .axi import AXI_LEN_WIDTH, AXI4Signature
 
 __all__ = ["AxiGuard"]
 
-# Address-channel fields held for the bus while draining; the others (size, burst, id,
-# prot, cache, lock, qos) the master keeps constant, also across its reset.
-_HELD_FIELDS = ("addr", "len")
-_CONSTANT_FIELDS = ("size", "burst", "id", "prot", "cache", "lock", "qos")
+# Master fields that pass straight through: AxSIZE, AxBURST, AxID, AxPROT, AxCACHE, AxLOCK and
+# AxQOS are constants; AxADDR / AxLEN keep their value across the master's reset.
+_PASSED_FIELDS = ("addr", "len", "size", "burst", "id", "prot", "cache", "lock", "qos")
 
 
 class AxiGuard(wiring.Component):
@@ -28,9 +27,13 @@ class AxiGuard(wiring.Component):
     Ports
       s_axi       In(AXI4Signature): the master.
       m_axi       Out(AXI4Signature): the bus.
-      isolate     In(1): the master is reset at the end of this cycle. Its AxSIZE, AxBURST,
-                  AxID, AxPROT, AxCACHE, AxLOCK and AxQOS must be constants (as the DMA's
-                  are): they always pass straight through, so only AxADDR / AxLEN are held.
+      isolate     In(1): the master is reset at the end of this cycle. Its AxADDR, AxLEN,
+                  WDATA, WSTRB and WLAST must keep their values through that reset, and the
+                  master must not present new requests while ``draining`` (the DMA's
+                  payload registers are reset-less and its ``pause`` input is ``draining``):
+                  a request the reset interrupted is re-presented from them, so the guard
+                  stores no payload. Its AxSIZE, AxBURST, AxID, AxPROT, AxCACHE, AxLOCK and
+                  AxQOS must be constants (as the DMA's are).
       draining    Out(1): transactions the master started before ``isolate`` are still
                   being completed; the master's new requests wait until it is low.
 
@@ -39,8 +42,9 @@ class AxiGuard(wiring.Component):
     bursts) are in flight.
 
     Draining (from the cycle after ``isolate`` until everything is complete): an AR, AW or W
-    beat that the master presented but was not accepted in the ``isolate`` cycle is held,
-    unchanged, until accepted (an AW waiting for a free slot may already have W beats out);
+    beat that the master presented but was not accepted in the ``isolate`` cycle stays
+    valid, with the master's unchanged payload, until accepted (an AW waiting for a free
+    slot may already have W beats out);
     the remaining W beats of every write burst are sent with WSTRB = 0 (and WLAST on the
     burst's last beat); R beats and B responses are accepted and dropped. The master sees no
     READY and no VALID (R and B payloads pass through: without VALID they carry nothing).
@@ -97,23 +101,17 @@ class AxiGuard(wiring.Component):
             m.d.sync += w_sent.eq(Mux(bus.wlast, 0, w_sent + 1))
 
         # ---- requests presented but not accepted when the master is reset ------------------
+        # Their payload is still on the master's side (see ``isolate``): only VALID is kept.
         m.d.comb += [getattr(bus, ch + f).eq(getattr(s, ch + f))
-                     for ch in ("ar", "aw") for f in _CONSTANT_FIELDS]
-        ar_fields = Cat(getattr(bus, "ar" + f) for f in _HELD_FIELDS)
-        aw_fields = Cat(getattr(bus, "aw" + f) for f in _HELD_FIELDS)
+                     for ch in ("ar", "aw") for f in _PASSED_FIELDS]
+        m.d.comb += bus.wdata.eq(s.wdata)
         ar_held, aw_held, w_held = Signal(), Signal(), Signal()
-        ar_hold, aw_hold = Signal(len(ar_fields)), Signal(len(aw_fields))
-        w_hold_data, w_hold_strb = Signal.like(s.wdata), Signal.like(s.wstrb)
-        w_hold_last = Signal()
         with m.If(self.isolate & ~draining):
             m.d.sync += [
                 draining.eq(1),
                 ar_held.eq(s.arvalid & ~ar_fire),
-                ar_hold.eq(ar_fields),
                 aw_held.eq(s.awvalid & ~aw_fire),
-                aw_hold.eq(aw_fields),
-                w_held.eq(bus.wvalid & ~bus.wready),
-                w_hold_data.eq(bus.wdata), w_hold_strb.eq(bus.wstrb), w_hold_last.eq(bus.wlast),
+                w_held.eq(s.wvalid & ~w_fire),
             ]
 
         # Responses reach the master only with VALID, so their payload needs no gating.
@@ -125,29 +123,25 @@ class AxiGuard(wiring.Component):
                 s.arready.eq(bus.arready & (reads != limit)),
                 bus.awvalid.eq(s.awvalid & (writes != limit)),
                 s.awready.eq(bus.awready & (writes != limit)),
-                bus.wvalid.eq(s.wvalid), bus.wdata.eq(s.wdata), bus.wstrb.eq(s.wstrb),
-                bus.wlast.eq(s.wlast), s.wready.eq(bus.wready),
+                bus.wvalid.eq(s.wvalid), bus.wstrb.eq(s.wstrb), bus.wlast.eq(s.wlast),
+                s.wready.eq(bus.wready),
                 s.rvalid.eq(bus.rvalid), bus.rready.eq(s.rready),
                 s.bvalid.eq(bus.bvalid), bus.bready.eq(s.bready),
             ]
-            m.d.comb += [ar_fields.eq(Cat(getattr(s, "ar" + f) for f in _HELD_FIELDS)),
-                         aw_fields.eq(Cat(getattr(s, "aw" + f) for f in _HELD_FIELDS))]
         with m.Else():
             m.d.comb += [bus.rready.eq(1), bus.bready.eq(1),
-                         bus.arvalid.eq(ar_held & (reads != limit)), ar_fields.eq(ar_hold),
-                         bus.awvalid.eq(aw_held & (writes != limit)), aw_fields.eq(aw_hold)]
+                         bus.arvalid.eq(ar_held & (reads != limit)),
+                         bus.awvalid.eq(aw_held & (writes != limit))]
             with m.If(ar_fire):
                 m.d.sync += ar_held.eq(0)
             with m.If(aw_fire):
                 m.d.sync += aw_held.eq(0)
             # The W burst in progress: the oldest accepted AW's, else the held AW's.
-            held_len = aw_hold[len(bus.awaddr):]  # fields: addr, len
             # (W beats go out only for bursts announced on AW, as the master sends them.)
             owed = w_lengths.r_rdy | (bus.awvalid & (w_ahead == 0))
-            length = Mux(w_lengths.r_rdy, w_lengths.r_data, held_len)
+            length = Mux(w_lengths.r_rdy, w_lengths.r_data, s.awlen)
             with m.If(w_held):
-                m.d.comb += [bus.wvalid.eq(1), bus.wdata.eq(w_hold_data),
-                             bus.wstrb.eq(w_hold_strb), bus.wlast.eq(w_hold_last)]
+                m.d.comb += [bus.wvalid.eq(1), bus.wstrb.eq(s.wstrb), bus.wlast.eq(s.wlast)]
                 with m.If(bus.wready):
                     m.d.sync += w_held.eq(0)
             with m.Elif(owed):

@@ -8,29 +8,67 @@ Shared by the read and the write engine of :class:`hw.dma.Dma`: both turn a comm
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
+from amaranth.utils import bits_for, exact_log2
 
+from sw import isa
 from sw.isa import ErrorCause
 
 from .axi import AXI_4K
 from .config import Config
+from .decoder import field_limits
 
 
-__all__ = ["ROWS_WIDTH", "ROW_BYTES_WIDTH", "STRIDE_WIDTH", "dma_cmd_layout",
+__all__ = ["ROWS_WIDTH", "ROW_BYTES_WIDTH", "STRIDE_WIDTH", "dma_cmd_limits",
+           "dma_rows_width", "dma_row_bytes_width", "rows_fit_a_burst", "dma_cmd_layout",
            "dma_status_layout", "burst_layout", "BurstGen"]
 
 
+#: The ``rows`` / ``row_bytes`` widths of ``dma_cmd_fields="full"``; ``stride`` is always
+#: as wide as an instruction's ``dram_stride``.
 ROWS_WIDTH = 16
 ROW_BYTES_WIDTH = 16
 STRIDE_WIDTH = 32
 
 
+def dma_cmd_limits(cfg):
+    """``{"rows": n, "row_bytes": n}``: the largest values the DMA's users put in a command,
+    a legal LOAD (``row_elems`` int32 elements at most), a legal STORE (int32 output) or an
+    instruction fetch (``fetch_chunk`` rows of one instruction); the decoder rejects the
+    instructions that would carry more, so ``dma_cmd_fields="legal"`` sizes the fields
+    from these."""
+    load, store = field_limits(cfg, "LOAD"), field_limits(cfg, "STORE")
+    return {"rows": max(load["rows"], store["rows"], cfg.fetch_chunk),
+            "row_bytes": max(4 * load["row_elems"], 4 * store["row_elems"], isa.INSTR_BYTES)}
+
+
+def dma_rows_width(cfg):
+    """Bits of a DMA command's ``rows`` (and of the DMA's row counters)."""
+    if cfg.dma_cmd_fields == "legal":
+        return bits_for(dma_cmd_limits(cfg)["rows"])
+    return ROWS_WIDTH
+
+
+def dma_row_bytes_width(cfg):
+    """Bits of a DMA command's ``row_bytes`` (and of the DMA's byte-in-row counters)."""
+    if cfg.dma_cmd_fields == "legal":
+        return bits_for(dma_cmd_limits(cfg)["row_bytes"])
+    return ROW_BYTES_WIDTH
+
+
+def rows_fit_a_burst(cfg):
+    """Whether every row a command can carry spans at most ``cfg.max_burst_beats`` bus beats
+    (at any alignment; such a row is at most 4 KiB long, as a burst is)."""
+    widest = (1 << dma_row_bytes_width(cfg)) - 1
+    return -(-(widest + cfg.bus_bytes - 1) // cfg.bus_bytes) <= cfg.max_burst_beats
+
+
 def dma_cmd_layout(cfg):
-    """A 2D transfer: ``rows`` rows of ``row_bytes`` bytes, row ``r`` at ``addr + r*stride``."""
+    """A 2D transfer: ``rows`` rows of ``row_bytes`` bytes, row ``r`` at ``addr + r*stride``
+    (``rows`` / ``row_bytes`` widths: :func:`dma_rows_width`, :func:`dma_row_bytes_width`)."""
     return data.StructLayout({
         "addr": unsigned(cfg.addr_width),
-        "rows": unsigned(ROWS_WIDTH),
-        "row_bytes": unsigned(ROW_BYTES_WIDTH),
+        "rows": unsigned(dma_rows_width(cfg)),
+        "row_bytes": unsigned(dma_row_bytes_width(cfg)),
         "stride": unsigned(STRIDE_WIDTH),
     })
 
@@ -58,7 +96,7 @@ def burst_layout(cfg):
         "addr": unsigned(cfg.addr_width),
         "len": unsigned(exact_log2(cfg.max_burst_beats)),  # AxLEN < max_burst_beats
         "offset": unsigned(exact_log2(cfg.bus_bytes)),
-        "row_bytes": unsigned(ROW_BYTES_WIDTH),
+        "row_bytes": unsigned(dma_row_bytes_width(cfg)),
         "row_first": unsigned(1),
         "row_last": unsigned(1),
         "cmd_last": unsigned(1),
@@ -85,11 +123,13 @@ class BurstGen(wiring.Component):
       start        In(1): the owner is ready for a new command.
       window_base  In(addr_width), window_end  In(addr_width + 1): the window; its end is
                    an input so that the read and the write generator share one adder.
-      row_bytes    Out(ROW_BYTES_WIDTH): the current command's ``row_bytes``, and
+      row_bytes    Out(dma_row_bytes_width): the current command's ``row_bytes``, and
       has_data, result   Out(1), Out(stream{cause, addr}) payload: its end entry's
                    ``has_data`` / ``{cause, addr}``, valid from the end entry on. All three
                    hold until the next command is accepted, so an owner that takes one
                    command at a time reads them here instead of carrying them in its queues.
+                   Such an owner passes ``end_result=False``: an end entry's ``cause`` and
+                   ``addr`` are then unspecified (no multiplexer puts them on ``o``).
 
     Latency
       The first burst is valid the cycle after ``cmd`` is accepted.
@@ -98,17 +138,18 @@ class BurstGen(wiring.Component):
       One burst (or end entry) per cycle; a row's window check costs no extra cycle.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, *, end_result=True):
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a hw.config.Config, not {cfg!r}")
         self._cfg = cfg
+        self._end_result = end_result
         super().__init__({
             "cmd": In(stream.Signature(dma_cmd_layout(cfg))),
             "o": Out(stream.Signature(burst_layout(cfg))),
             "start": In(1),
             "window_base": In(cfg.addr_width),
             "window_end": In(cfg.addr_width + 1),
-            "row_bytes": Out(ROW_BYTES_WIDTH),
+            "row_bytes": Out(dma_row_bytes_width(cfg)),
             "has_data": Out(1),
             "result": Out(dma_status_layout(cfg)),
         })
@@ -132,8 +173,7 @@ class BurstGen(wiring.Component):
         # modulo 2**addr_width with `beyond` set once the true address has left the space.
         row_addr = Signal(aw)
         beyond = Signal()
-        rows_left = Signal(ROWS_WIDTH)
-        pos = Signal(aw - off_bits)         # beat address of the next burst of the row
+        rows_left = Signal(dma_rows_width(cfg))
         row_first = Signal()
         fault = Signal()            # the row at `row_addr` failed the window check
         has_data = self.has_data
@@ -144,23 +184,42 @@ class BurstGen(wiring.Component):
         row_ok = (~beyond & (row_addr >= self.window_base) & (row_end <= self.window_end)
                   & (row_end <= (1 << aw)))
 
-        # The burst starting at the current position (the row start for the first burst):
-        # up to the 4 KiB page end and max_burst_beats, or to the row end if that comes first.
-        # Only a row that passed the check gets bursts, so row_end <= 2**addr_width here.
-        # Both are powers of two, so min(beats to the page end, max_burst_beats) only takes
-        # a subtraction in the page's last max_burst_beats-aligned block.
-        cur = Signal.like(pos)
+        # The burst on offer starts at beat address `cur` (the row start for the first burst)
+        # and runs up to the 4 KiB page end and max_burst_beats (`limit` beats), or to the row
+        # end if that comes first (the row's last burst). Only a row that passed the check
+        # gets bursts, so row_end <= 2**addr_width here.
+        cur = Signal(aw - off_bits)
         limit = Signal(beat_bits)
-        reach = Signal(len(pos) + 1)
-        block_bits = exact_log2(min(page_beats, cfg.max_burst_beats))
-        block_beats = 1 << block_bits
-        last_block = cur[block_bits:exact_log2(page_beats)].all()
-        m.d.comb += [
-            cur.eq(Mux(row_first, row_addr[off_bits:], pos)),
-            limit.eq(Mux(last_block, block_beats - cur[:block_bits], block_beats)),
-            reach.eq(cur + limit),
-        ]
-        last_of_row = Cat(Const(0, off_bits), reach) >= row_end
+        if rows_fit_a_burst(cfg):
+            # Every row the command can carry fits in one burst, and a page (a burst is at
+            # most a page): a row is cut only by a page end, and at most once. Its second
+            # burst starts at the page of its end: no position register and no adder.
+            page_bits = exact_log2(AXI_4K)
+            crossing = ((row_end[page_bits:] != row_addr[page_bits:])
+                        & (row_end[:page_bits] != 0))
+            m.d.comb += [
+                cur.eq(Mux(row_first, row_addr[off_bits:],
+                           Cat(Const(0, page_bits - off_bits), row_end[page_bits:aw]))),
+                # Used only for a crossing row's first burst, shorter than the row.
+                limit.eq(page_beats - cur[:page_bits - off_bits]),
+            ]
+            last_of_row = ~row_first | ~crossing
+            advance = []
+        else:
+            # Both are powers of two, so min(beats to the page end, max_burst_beats) only
+            # takes a subtraction in the page's last max_burst_beats-aligned block.
+            pos = Signal.like(cur)          # beat address of the next burst of the row
+            reach = Signal(len(pos) + 1)
+            block_bits = exact_log2(min(page_beats, cfg.max_burst_beats))
+            block_beats = 1 << block_bits
+            last_block = cur[block_bits:exact_log2(page_beats)].all()
+            m.d.comb += [
+                cur.eq(Mux(row_first, row_addr[off_bits:], pos)),
+                limit.eq(Mux(last_block, block_beats - cur[:block_bits], block_beats)),
+                reach.eq(cur + limit),
+            ]
+            last_of_row = Cat(Const(0, off_bits), reach) >= row_end
+            advance = [pos.eq(reach)]
         # The last burst's beats: ceil(row_end / bus_bytes) - cur, which is at most `limit`.
         tail = (row_end[off_bits:][:beat_bits] - cur[:beat_bits]
                 + (row_end[:off_bits] != 0))[:beat_bits]
@@ -208,7 +267,7 @@ class BurstGen(wiring.Component):
                         o.tag.eq(tag),
                     ]
                     with m.If(self.o.ready):
-                        m.d.sync += [pos.eq(reach), row_first.eq(last_of_row)]
+                        m.d.sync += [*advance, row_first.eq(last_of_row)]
                         with m.If(last_of_row):
                             # A row is only left after it passed the check, so `beyond` is
                             # clear here: the next row is beyond on a carry or a far stride.
@@ -221,11 +280,14 @@ class BurstGen(wiring.Component):
                 m.d.comb += [
                     self.o.valid.eq(1),
                     o.end.eq(1),
-                    o.cause.eq(self.result.cause),
-                    o.addr.eq(self.result.addr),
                     o.has_data.eq(has_data),
                     o.tag.eq(tag),
                 ]
+                if self._end_result:
+                    m.d.comb += [o.cause.eq(self.result.cause), o.addr.eq(self.result.addr)]
+                else:
+                    # The bursts' address expression: o.addr then needs no multiplexer.
+                    m.d.comb += o.addr.eq(Cat(Const(0, off_bits), cur))
                 with m.If(self.o.ready):
                     m.next = "IDLE"
         return m

@@ -9,7 +9,8 @@ from amaranth.utils import exact_log2
 from sw.isa import ErrorCause
 
 from .axi import AXI4Signature, AxiBurst, AxiResp
-from .burst import ROW_BYTES_WIDTH, BurstGen, burst_layout, dma_cmd_layout, dma_status_layout
+from .burst import (BurstGen, burst_layout, dma_cmd_layout, dma_row_bytes_width,
+                    dma_status_layout)
 from .config import Config
 
 
@@ -176,6 +177,10 @@ class Dma(wiring.Component):
       bytes_read, bytes_written  Out(32): running counts of the payload bytes delivered on
                    ``rd_data`` / written with WSTRB set, wrapping.
       clear_counters             In(1): clears both counts.
+      pause        In(1): no new command is taken (the bus guard's ``draining``). AxADDR,
+                   AxLEN, WDATA, WSTRB and WLAST are reset-less registers: after a reset (the
+                   watchdog's forced stop) they still hold the request the reset interrupted,
+                   which the guard re-presents, until a new command is taken.
 
     Latency
       The first AR (AW) is valid 2 cycles after ``rd_cmd`` (``wr_cmd``) is accepted. An R
@@ -224,6 +229,7 @@ class Dma(wiring.Component):
             "bytes_read": Out(COUNTER_WIDTH),
             "bytes_written": Out(COUNTER_WIDTH),
             "clear_counters": In(1),
+            "pause": In(1),
         })
 
     @property
@@ -237,6 +243,11 @@ class Dma(wiring.Component):
         m.d.comb += [axi.arsize.eq(size), axi.arburst.eq(AxiBurst.INCR),
                      axi.awsize.eq(size), axi.awburst.eq(AxiBurst.INCR)]
         window_end = self.window_base + self.window_size
+        # The bus payload survives a reset for the bus guard (see ``pause``).
+        self._kept = {name: Signal.like(getattr(axi, name), reset_less=True, name=f"kept_{name}")
+                      for name in ("araddr", "arlen", "awaddr", "awlen", "wdata", "wstrb",
+                                   "wlast")}
+        m.d.comb += [getattr(axi, name).eq(kept) for name, kept in self._kept.items()]
         read_bytes = self._read_engine(m, window_end)
         write_bytes = self._write_engine(m, window_end)
         with m.If(self.clear_counters):
@@ -246,15 +257,16 @@ class Dma(wiring.Component):
                          self.bytes_written.eq(self.bytes_written + write_bytes)]
         return m
 
-    def _burst_gen(self, m, name, cmd, status, in_flight, window_end):
+    def _burst_gen(self, m, name, cmd, status, in_flight, window_end, end_result=True):
         """A BurstGen fed from ``cmd`` with at most ``in_flight`` commands between their
-        acceptance and their ``status``."""
-        gen = m.submodules[name] = BurstGen(self._cfg)
+        acceptance and their ``status`` (``end_result``: see :class:`BurstGen`)."""
+        gen = m.submodules[name] = BurstGen(self._cfg, end_result=end_result)
         wiring.connect(m, wiring.flipped(cmd), gen.cmd)
         count = Signal(range(in_flight + 1), name=f"{name}_in_flight")
         started = gen.cmd.valid & gen.cmd.ready
         finished = status.valid & status.ready
-        m.d.comb += [gen.start.eq(count < in_flight), gen.window_base.eq(self.window_base),
+        m.d.comb += [gen.start.eq((count < in_flight) & ~self.pause),
+                     gen.window_base.eq(self.window_base),
                      gen.window_end.eq(window_end)]
         m.d.sync += count.eq(count + started - finished)
         return gen
@@ -312,8 +324,8 @@ class Dma(wiring.Component):
             with m.Elif(ar_free & (meta_fifo.w_level < cfg.max_outstanding) & fits):
                 m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), due_tags.w_en.eq(1),
                              reserve.eq(burst.len + 1)]
-                m.d.sync += [axi.arvalid.eq(1), axi.araddr.eq(burst.addr),
-                             axi.arlen.eq(burst.len)]
+                m.d.sync += [axi.arvalid.eq(1), self._kept["araddr"].eq(burst.addr),
+                             self._kept["arlen"].eq(burst.len)]
         # Without burst addresses an end entry's fields overlay a burst's (_read_meta_layout).
         end_only = () if several else ("addr", "cause")
         entry = Signal(layout)
@@ -343,11 +355,11 @@ class Dma(wiring.Component):
         offset = meta.offset
         beat_idx = Signal(len(meta.len))
         prev = Signal(dw)
-        out_rem = Signal(ROW_BYTES_WIDTH)  # bytes of the row not yet delivered
+        out_rem = Signal(dma_row_bytes_width(cfg))  # bytes of the row not yet delivered
         flush = Signal()                   # the row's last beat is only in `prev`
 
         first_beat = Signal()
-        cur_rem = Signal(ROW_BYTES_WIDTH)
+        cur_rem = Signal.like(out_rem)
         aligned = Signal(dw)
         # One byte-select per lane: offset 0 takes the current beat, offset k the previous
         # beat's bytes from k on and then the current beat's. Lanes past the row end (all
@@ -414,7 +426,7 @@ class Dma(wiring.Component):
         # One command at a time: its row_bytes and end result are read from the generator,
         # which holds them until the next command, so the queue carries only per-burst fields.
         gen = self._burst_gen(m, "wr_gen", self.wr_cmd, self.wr_status, in_flight=1,
-                             window_end=window_end)
+                             window_end=window_end, end_result=False)
         layout = _write_meta_layout(cfg)
         meta_fifo = m.submodules.wr_meta = fifo.SyncFIFOBuffered(
             width=layout.size, depth=cfg.max_outstanding + 1)
@@ -442,8 +454,8 @@ class Dma(wiring.Component):
                 m.d.comb += gen.o.ready.eq(1)
             with m.Elif(aw_free & (meta_fifo.w_level < cfg.max_outstanding) & pending.w_rdy):
                 m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), pending.w_en.eq(1)]
-                m.d.sync += [axi.awvalid.eq(1), axi.awaddr.eq(burst.addr),
-                             axi.awlen.eq(burst.len)]
+                m.d.sync += [axi.awvalid.eq(1), self._kept["awaddr"].eq(burst.addr),
+                             self._kept["awlen"].eq(burst.len)]
         entry = Signal(layout)
         m.d.comb += [entry[name].eq(burst[name]) for name, _ in layout]
         m.d.comb += meta_fifo.w_data.eq(entry)
@@ -461,7 +473,8 @@ class Dma(wiring.Component):
         offset = meta.offset
         beat_idx = Signal(len(meta.len))
         prev = Signal(dw)
-        bus_rem = Signal(ROW_BYTES_WIDTH + 1)  # bytes from this bus beat's lane 0 to row end
+        # bytes from this bus beat's lane 0 to the row end
+        bus_rem = Signal(dma_row_bytes_width(cfg) + 1)
         last_seen = Signal()                   # the command's `last` wr_data beat was taken
         ended = Signal()
 
@@ -491,8 +504,8 @@ class Dma(wiring.Component):
         with m.If(meta_fifo.r_rdy & ~meta.end & w_free & (~need_in | self.wr_data.valid)):
             m.d.comb += self.wr_data.ready.eq(need_in)
             m.d.sync += [
-                axi.wvalid.eq(1), axi.wdata.eq(shifted[:dw]), axi.wstrb.eq(strobe),
-                axi.wlast.eq(beat_idx == meta.len),
+                axi.wvalid.eq(1), self._kept["wdata"].eq(shifted[:dw]),
+                self._kept["wstrb"].eq(strobe), self._kept["wlast"].eq(beat_idx == meta.len),
                 prev.eq(self.wr_data.p.data),
                 bus_rem.eq(_sat_sub_bus(cur_bus_rem, bus_bytes)),
                 beat_idx.eq(beat_idx + 1),

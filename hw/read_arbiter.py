@@ -53,9 +53,13 @@ class ReadArbiter(wiring.Component):
             with m.If(self.clients[i].cmd.valid):
                 m.d.comb += chosen.eq(i)
         for i, client in enumerate(self.clients):
+            # The payload follows `chosen` alone (it only counts with `valid`): a bit of it
+            # is then a function of three inputs, which fits in the LUT of the register the
+            # DMA loads it into.
+            with m.If(chosen == i):
+                m.d.comb += self.rd_cmd.payload.eq(client.cmd.payload)
             with m.If(~owned & (chosen == i)):
                 m.d.comb += [self.rd_cmd.valid.eq(client.cmd.valid),
-                             self.rd_cmd.payload.eq(client.cmd.payload),
                              client.cmd.ready.eq(self.rd_cmd.ready)]
             m.d.comb += [client.data.payload.eq(self.rd_data.payload),
                          client.status.payload.eq(self.rd_status.payload)]

@@ -1,6 +1,6 @@
 """The control/status register block: an AXI4-Lite slave generated from :mod:`hw.regmap`."""
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,11 +37,12 @@ class Registers(wiring.Component):
     Ports
       s_axil        In(AXI4LiteSignature(regmap.ADDR_WIDTH, 32)): byte addresses, the low
                     two bits ignored. One write and one read in flight at a time (they run
-                    concurrently); AW and W are accepted in any order or together; B and R
-                    are held until accepted. Unmapped addresses and writes to ``const`` or
-                    ``ro`` registers answer SLVERR and change nothing (unmapped reads return
-                    0). WSTRB selects the bytes written (``rw``), cleared (``w1c``) or
-                    pulsed (``cmd``).
+                    concurrently); AW and W are accepted together, once both are valid (the
+                    master must not wait for AWREADY before raising WVALID, nor for WREADY
+                    before AWVALID, as AXI requires); B and R are held until accepted.
+                    Unmapped addresses and writes to ``const`` or ``ro`` registers answer
+                    SLVERR and change nothing (unmapped reads return 0). WSTRB selects the
+                    bytes written (``rw``), cleared (``w1c``) or pulsed (``cmd``).
       <name>        one per register, lower-case name, shaped by :func:`register_layout`
                     (``regs.status.busy``); also ``regs.port("STATUS")``:
                       rw    Out: the stored value.
@@ -54,11 +55,11 @@ class Registers(wiring.Component):
 
     Latency
       Read: R is valid the cycle after AR is accepted, with ``ro`` inputs sampled in the
-      AR cycle. Write: the cycle after AW and W have both been accepted the register is
-      written; B, the new ``rw`` / ``w1c`` value and the ``cmd`` pulse appear the cycle after.
+      AR cycle. Write: the register is written in the cycle AW and W are accepted; B, the
+      new ``rw`` / ``w1c`` value and the ``cmd`` pulse appear the cycle after.
 
     Throughput
-      One read every 2 cycles and one write every 3 cycles (with R / B accepted at once).
+      One read and one write every 2 cycles (with R / B accepted at once).
     """
 
     def __init__(self, cfg, registers=None):
@@ -128,30 +129,24 @@ class Registers(wiring.Component):
     def _write_path(self, m, stored):
         bus = self.s_axil
         word_lsb = (regmap.REG_BYTES - 1).bit_length()
-        aw_held = Signal()
-        aw_addr = Signal.like(bus.awaddr)
-        w_held = Signal()
-        w_data = Signal.like(bus.wdata)
-        w_strb = Signal.like(bus.wstrb)
         b_valid = Signal()
         b_resp = Signal.like(bus.bresp)
-
-        # Holding AW and W in registers lets them arrive in any order; none is taken while
-        # a response waits, so there is only ever one write in flight.
+        # AW and W are taken together (a slave may wait for both VALIDs before raising either
+        # READY), and only while no response waits: the write is performed from the bus in
+        # its handshake cycle, so neither the address nor the data is copied.
+        write = Signal()
         m.d.comb += [
-            bus.awready.eq(~aw_held & ~b_valid),
-            bus.wready.eq(~w_held & ~b_valid),
+            write.eq(bus.awvalid & bus.wvalid & ~b_valid),
+            bus.awready.eq(write),
+            bus.wready.eq(write),
             bus.bvalid.eq(b_valid),
             bus.bresp.eq(b_resp),
         ]
-        with m.If(bus.awvalid & bus.awready):
-            m.d.sync += [aw_held.eq(1), aw_addr.eq(bus.awaddr)]
-        with m.If(bus.wvalid & bus.wready):
-            m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
         with m.If(b_valid & bus.bready):
             m.d.sync += b_valid.eq(0)
 
-        strobe = _strobe_mask(w_strb, len(bus.wdata) // len(bus.wstrb))
+        w_data, w_strb = bus.wdata, bus.wstrb
+        strobe = _strobe_mask(w_strb, len(w_data) // len(w_strb))
         clear = {reg.name: Signal(reg.width, name=f"{port_name(reg)}_clear")
                  for reg in self._registers if reg.access == "w1c"}
         pulse = {reg.name: Signal(reg.width, name=f"{port_name(reg)}_pulse")
@@ -161,9 +156,9 @@ class Registers(wiring.Component):
                 m.d.sync += pulse[reg.name].eq(0)
                 m.d.comb += self.port(reg.name).eq(pulse[reg.name])
 
-        with m.If(aw_held & w_held):
-            m.d.sync += [aw_held.eq(0), w_held.eq(0), b_valid.eq(1)]
-            with m.Switch(aw_addr[word_lsb:]):
+        with m.If(write):
+            m.d.sync += b_valid.eq(1)
+            with m.Switch(bus.awaddr[word_lsb:]):
                 for reg in self._registers:
                     with m.Case(reg.offset >> word_lsb):
                         written = (w_data & strobe & reg.mask)[:reg.width]
@@ -208,23 +203,24 @@ class Registers(wiring.Component):
         ]
         with m.If(r_valid & bus.rready):
             m.d.sync += r_valid.eq(0)
-        # The read data is one mux indexed by the low word-address bits rather than an
-        # address comparison per register: the map is dense, so this is smaller.
+        # The read data is the OR of every register's value gated by its address decode: each
+        # 4-input LUT merges two gated values, where a mux tree over the index bits needs one
+        # LUT per value (and the decodes are shared by all 32 bits). The map is dense, so the
+        # decodes compare only the low index bits, and a window check covers the rest.
         index = bus.araddr[word_lsb:]
         slots = max(1, (max(reg.offset for reg in self._registers) >> word_lsb) + 1)
         index_bits = max(1, (slots - 1).bit_length())
-        values = [Const(0, regmap.REG_BITS)] * (1 << index_bits)
+        in_window = index[index_bits:] == 0 if len(index) > index_bits else Const(1)
+        read_data = Const(0, regmap.REG_BITS)
         mapped = 0
         for reg in self._registers:
-            values[reg.offset >> word_lsb] = self._read_value(reg, stored)
-            mapped |= 1 << (reg.offset >> word_lsb)
-        in_window = index[index_bits:] == 0 if len(index) > index_bits else 1
-        is_mapped = Const(mapped, len(values))
-        hit = Signal()
-        m.d.comb += hit.eq(in_window & is_mapped.bit_select(index[:index_bits], 1))
+            slot = reg.offset >> word_lsb
+            selected = in_window & (index[:index_bits] == slot)
+            read_data = read_data | Mux(selected, self._read_value(reg, stored), 0)
+            mapped |= 1 << slot
+        hit = in_window & Const(mapped, 1 << index_bits).bit_select(index[:index_bits], 1)
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += [r_valid.eq(1),
-                         r_data.eq(Mux(hit, Array(values)[index[:index_bits]], 0)),
+            m.d.sync += [r_valid.eq(1), r_data.eq(read_data),
                          r_resp.eq(Mux(hit, AxiResp.OKAY, AxiResp.SLVERR))]
 
     def _read_value(self, reg, stored):

@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 
 from hw.axi import AXI_4K, AxiResp
 from hw.config import Config
+from hw.burst import dma_row_bytes_width
 from hw.dma import Dma
 from sw.isa import ErrorCause
 
@@ -31,6 +32,13 @@ def _single_cfg(width):
     awaiting B (the engines then keep no burst addresses of their own)."""
     return Config(dma_data_width=width, addr_width=17, id_width=1, max_burst_beats=16,
                   max_outstanding=1, dram_size=MEM_BYTES)
+
+
+def _legal_cfg(width):
+    """As the iCEBreaker's whole Config: also its array and memories and
+    dma_cmd_fields="legal" (5-bit row_bytes: every row fits one burst, cut only at a page)."""
+    return _single_cfg(width).replace(rows=4, cols=4, scratchpad_kib=1, scratchpad_banks=2,
+                                      accumulator_kib=1, dma_cmd_fields="legal")
 
 
 class AxiMemory:
@@ -250,6 +258,7 @@ class Harness:
 
 def _random_cmd(rng, cfg, region, max_rows=4, max_row_bytes=70):
     bus = cfg.bus_bytes
+    max_row_bytes = min(max_row_bytes, (1 << dma_row_bytes_width(cfg)) - 1)
     rows = rng.randint(1, max_rows)
     whole = rng.randint(1, max_row_bytes // bus) * bus  # bus-multiple rows hit the edge cases
     row_bytes = rng.choice([rng.randint(1, max_row_bytes), whole, whole + rng.choice([-1, 1])])
@@ -284,7 +293,7 @@ def _write_expect(cmd, rows_data, window, mem):
 
 
 @pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 64), (_cfg, 128),
-                                           (_single_cfg, 32)])
+                                           (_single_cfg, 32), (_legal_cfg, 32)])
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_random_transfers(config, width, stall):
     """Concurrent random reads (low half) and writes (high half), byte-exact."""
@@ -312,7 +321,8 @@ def test_random_transfers(config, width, stall):
     assert h.mem.mem == reference
 
 
-@pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 128), (_single_cfg, 32)])
+@pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 128), (_single_cfg, 32),
+                                           (_legal_cfg, 32)])
 def test_window_faults(config, width):
     """Rows leaving the window stop the command at that row; later commands still work."""
     seed = _seed()
@@ -320,11 +330,14 @@ def test_window_faults(config, width):
     h.window = (0x2000, 0x4000)
     reference = bytearray(h.mem.mem)
 
+    long_row = min(40, (1 << dma_row_bytes_width(h.cfg)) - 1)  # as the legal fields allow
+
     async def tb(ctx):
         cases = [
             {"addr": 0x1ff0, "rows": 2, "row_bytes": 16, "stride": 64},     # first row below
-            {"addr": 0x5f00, "rows": 5, "row_bytes": 40, "stride": 0x80},   # third row past end
-            {"addr": 0x5fd8, "rows": 3, "row_bytes": 40, "stride": 1},      # second row straddles
+            {"addr": 0x5f00, "rows": 5, "row_bytes": long_row, "stride": 0x80},  # third past end
+            {"addr": 0x6000 - long_row, "rows": 3, "row_bytes": long_row,   # second straddles
+             "stride": 1},
             {"addr": 0x2003, "rows": 3, "row_bytes": 21, "stride": 33},     # all inside
         ]
         for cmd in cases:
@@ -339,7 +352,7 @@ def test_window_faults(config, width):
     assert h.mem.mem == reference
 
 
-@pytest.mark.parametrize("config", [_cfg, _single_cfg])
+@pytest.mark.parametrize("config", [_cfg, _single_cfg, _legal_cfg])
 def test_window_of_the_whole_address_space(config):
     """A window of all ``2**addr_width`` bytes (a board whose RAM fills its address space)
     takes every row inside the space and stops only a row crossing its top."""
@@ -405,6 +418,41 @@ def test_bus_errors(resp, config):
     # nothing beyond the command's rows is touched.
     assert h.mem.mem[:0x2f80] == reference[:0x2f80]
     assert h.mem.mem[0x2f80 + 6 * 64:] == reference[0x2f80 + 6 * 64:]
+
+
+@pytest.mark.parametrize("resp", [AxiResp.SLVERR, AxiResp.DECERR])
+def test_bus_errors_legal_fields(resp):
+    """As test_bus_errors with dma_cmd_fields="legal" (one burst per row, cut only at a page
+    end): the second row crosses into a page answering errors, so its first burst completes
+    and its second fails."""
+    seed = _seed()
+    h = Harness(32, seed, stall=0.3, out_stall=0.3, config=_legal_cfg)
+    h.mem.errors[range(0x3000, 0x3100)] = resp
+    cause = ErrorCause.DMA_SLVERR if resp == AxiResp.SLVERR else ErrorCause.DMA_DECERR
+    reference = bytearray(h.mem.mem)
+    cmd = {"addr": 0x2fc9, "rows": 4, "row_bytes": 31, "stride": 32}
+
+    async def tb(ctx):
+        beats, status = await h.read(ctx, cmd)
+        assert status == (cause, 0x3000)
+        want = []
+        for addr in (0x2fc9, 0x2fe9):
+            row = _beats(reference[addr:addr + 31], 4)
+            want += [(b, i == len(row) - 1, False) for i, b in enumerate(row)]
+        # Row 1's output beats made of its first burst's bytes only (0x2fe9 .. 0x2fff).
+        assert beats == want[:8 + (0x3000 - 0x2fe9) // 4]
+        rows_data = [h.rng.randbytes(31) for _ in range(4)]
+        status = await h.write(ctx, cmd, rows_data)
+        assert status == (cause, 0x3000)
+        reference[0x2fc9:0x2fe8] = rows_data[0]
+        reference[0x2fe9:0x3000] = rows_data[1][:0x3000 - 0x2fe9]
+        ok = {"addr": 0x101, "rows": 3, "row_bytes": 31, "stride": 40}
+        beats, status = await h.read(ctx, ok)
+        _check_read(h, ok, beats, status, reference)
+        h.finished += 1
+
+    h.run(tb)
+    assert h.mem.mem == reference
 
 
 def test_empty_commands_and_counters():

@@ -357,11 +357,10 @@ def test_set_pulse_in_the_clearing_cycle_wins():
         ctx.set(bus.wstrb, 0xF)
         ctx.set(bus.awvalid, 1)
         ctx.set(bus.wvalid, 1)
-        await ctx.tick()  # AW and W accepted together
+        ctx.set(set_port, done)
+        await ctx.tick()  # AW and W accepted together: the write is performed
         ctx.set(bus.awvalid, 0)
         ctx.set(bus.wvalid, 0)
-        ctx.set(set_port, done)  # the cycle the held write is performed
-        await ctx.tick()
         ctx.set(set_port, 0)
         assert ctx.get(bus.bvalid) and ctx.get(bus.bresp) == AxiResp.OKAY
         assert ctx.get(dut.irq_status.as_value()) == done
@@ -370,6 +369,32 @@ def test_set_pulse_in_the_clearing_cycle_wins():
         ctx.set(bus.bready, 0)
         assert await master.write(ctx, irq.offset, done) == AxiResp.OKAY
         assert ctx.get(dut.irq_status.as_value()) == 0, "without a new event the clear works"
+
+    _run(bench)
+
+
+def test_aw_and_w_are_taken_together():
+    """AW (or W) alone waits; once both are valid both are taken in that cycle, and the
+    register's new value and B appear the cycle after."""
+    prog_base = regmap.by_name("PROG_BASE")
+
+    async def bench(ctx, dut, master, rng):
+        bus = dut.s_axil
+        first, second = rng.choice([(bus.awvalid, bus.wvalid), (bus.wvalid, bus.awvalid)])
+        ctx.set(bus.awaddr, prog_base.offset)
+        ctx.set(bus.wdata, 0x1234_5678)
+        ctx.set(bus.wstrb, 0xF)
+        ctx.set(first, 1)
+        for _ in range(3):
+            assert not ctx.get(bus.awready) and not ctx.get(bus.wready)
+            await ctx.tick()
+        ctx.set(second, 1)
+        assert ctx.get(bus.awready) and ctx.get(bus.wready)
+        await ctx.tick()
+        ctx.set(bus.awvalid, 0)
+        ctx.set(bus.wvalid, 0)
+        assert ctx.get(bus.bvalid) and ctx.get(bus.bresp) == AxiResp.OKAY
+        assert ctx.get(dut.prog_base.as_value()) == 0x1234_5678
 
     _run(bench)
 
