@@ -58,11 +58,15 @@ _SCALAR_PARAMS = {
 
 class SerialParams(data.StructLayout):
     """The parameters :class:`SerialOutputPipeline` takes as ports (the others it reads
-    per column through ``col_value``)."""
+    per column through ``col_value``). The clamp bounds are those of a legal CONFIG
+    (docs/DESIGN.md: ``clamp_lo <= clamp_hi``, both within the output width), so they are
+    ``cfg.output_width`` bits wide."""
 
-    def __init__(self):
-        super().__init__({name: _SCALAR_PARAMS[name]
-                          for name in ("out_int32", "zero_point", "clamp_lo", "clamp_hi")})
+    def __init__(self, cfg):
+        bound = signed(cfg.output_width)
+        super().__init__({"out_int32": _SCALAR_PARAMS["out_int32"],
+                          "zero_point": _SCALAR_PARAMS["zero_point"],
+                          "clamp_lo": bound, "clamp_hi": bound})
 
 
 class QuantParams(data.StructLayout):
@@ -312,12 +316,6 @@ _NARROW_WIDTH = ZERO_POINT_WIDTH + 2
 _BYTE = 8
 
 
-def _saturate(value, width):
-    """``value`` (signed) saturated to ``width`` signed bits."""
-    return Mux(fits_signed(value, width), value[:width].as_signed(),
-               Mux(value[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1))
-
-
 class SerialOutputPipeline(wiring.Component):
     """Requantises accumulator rows one value at a time, without a multiplier (small FPGAs).
 
@@ -336,8 +334,10 @@ class SerialOutputPipeline(wiring.Component):
                  0 .. C-1 in turn: the int32 value, or the int8 one in bits 0..7 (the store
                  unit packs bytes, so the bits above are left as x's); ``last`` is the row's
                  ``last`` on its column C-1. The payload is held while ``o.ready`` is low.
-      params     In(SerialParams): out_int32, zero_point, clamp_lo, clamp_hi; stable while
-                 rows are in flight.
+      params     In(SerialParams(cfg)): out_int32, zero_point, clamp_lo, clamp_hi; stable
+                 while rows are in flight. The bounds must be a legal CONFIG's (``clamp_lo <=
+                 clamp_hi``, both representable in ``output_width`` bits: the decoder rejects
+                 other CONFIGs), so the lane neither saturates them nor orders them.
       col_addr   Out({kind: ColParam, col}): the column parameter the lane reads next.
       col_value  In(signed(32)): the value, in the previous cycle, of the parameter
                  ``col_addr`` named then, as it applies (a registered memory read resolved
@@ -357,7 +357,7 @@ class SerialOutputPipeline(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(pipeline_in_layout(cfg))),
             "o": Out(stream.Signature(serial_out_layout())),
-            "params": In(SerialParams()),
+            "params": In(SerialParams(cfg)),
             "col_addr": Out(data.StructLayout({"kind": ColParam, "col": range(cfg.cols)})),
             "col_value": In(signed(PARAM_WIDTH)),
         })
@@ -400,13 +400,14 @@ class SerialOutputPipeline(wiring.Component):
         y = Signal(signed(_NARROW_WIDTH + 1))
         m.d.comb += y.eq(prod[:_NARROW_WIDTH].as_signed() + p.zero_point + round_up)
         # np.clip(y, lo, hi) then saturation to output_width: both are monotonic, so
-        # saturating y, lo and hi first gives the same result with narrow comparisons.
+        # saturating y first gives the same result with narrow comparisons (lo and hi are
+        # within the output range already).
         width = cfg.output_width
         narrow = fits_signed(prod, _NARROW_WIDTH)
         y_sat = Mux(narrow & fits_signed(y, width), y[:width].as_signed(),
                     Mux(Mux(narrow, y[-1], prod[-1]), -(1 << (width - 1)), (1 << (width - 1)) - 1))
-        lo, hi = (_saturate(v, width) for v in (p.clamp_lo, p.clamp_hi))
-        # min(max(y, lo), hi) as two comparisons in a row (hi wins when lo > hi).
+        lo, hi = p.clamp_lo, p.clamp_hi
+        # min(max(y, lo), hi) as two comparisons in a row.
         above_lo = Mux(y_sat < lo, lo, y_sat)
         clamped = Signal(signed(_BYTE))
         m.d.comb += clamped.eq(Mux(above_lo > hi, hi, above_lo))

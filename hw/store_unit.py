@@ -107,11 +107,13 @@ class StoreUnit(wiring.Component):
         pc = command.pc
         params = pipeline.params
         slot = instr.qslot * len(isa.QPARAM_KINDS)
+        # A legal CONFIG's clamp bounds are within the output width (docs/DESIGN.md): the
+        # serial lane takes those bits only, so the unit keeps no others.
         m.d.comb += [
             params.out_int32.eq(instr.out_int32),
             params.zero_point.eq(config.zero_point),
-            params.clamp_lo.eq(config.clamp_lo),
-            params.clamp_hi.eq(config.clamp_hi),
+            params.clamp_lo.eq(config.clamp_lo[:len(params.clamp_lo)]),
+            params.clamp_hi.eq(config.clamp_hi[:len(params.clamp_hi)]),
         ]
         if serial:
             # The serial lane gets bias / multiplier / shift resolved, one at a time.
@@ -132,8 +134,12 @@ class StoreUnit(wiring.Component):
         max_beats = row_beats(4 * C, cfg.bus_bytes)
         row_bytes = Signal(range(4 * C + 1))
         m.d.comb += row_bytes.eq(Mux(instr.out_int32, instr.row_elems << 2, instr.row_elems))
+        # Rows still to request and to send, counted down, and the next row's address: set
+        # from the STORE as it arrives, so no comparison or adder needs its fields.
         rows_out = Signal(range(field_limits(cfg, "STORE")["rows"] + 1))
         rows_req = Signal.like(rows_out)
+        acc_ptr = Signal.like(self.acc_req.payload.addr)
+        incoming = data.View(instruction_layout("STORE"), self.cmd.payload.word)
         if not serial:
             nbeats = Signal(range(max_beats + 1))
             m.d.comb += nbeats.eq((row_bytes + cfg.bus_bytes - 1)
@@ -149,10 +155,10 @@ class StoreUnit(wiring.Component):
                 self.wr_data.payload.data.eq(beats[beat]),
                 self.wr_data.payload.row_last.eq(beat == nbeats - 1),
                 self.wr_data.payload.last.eq((beat == nbeats - 1)
-                                             & (rows_out == instr.rows - 1)),
+                                             & (rows_out == 1)),
             ]
         m.d.comb += [
-            self.acc_req.payload.addr.eq(instr.acc_addr + rows_req),
+            self.acc_req.payload.addr.eq(acc_ptr),
             pipeline.i.payload.data.eq(self.acc_resp.payload.data),
             pipeline.i.valid.eq(self.acc_resp.valid),
             self.acc_resp.ready.eq(pipeline.i.ready),
@@ -164,7 +170,8 @@ class StoreUnit(wiring.Component):
                     if copy:
                         m.d.comb += self.cmd.ready.eq(1)
                         m.d.sync += held.eq(packing.pack(self.cmd.payload))
-                    m.d.sync += [rows_req.eq(0), rows_out.eq(0)]
+                    m.d.sync += [rows_req.eq(incoming.rows), rows_out.eq(incoming.rows),
+                                 acc_ptr.eq(incoming.acc_addr)]
                     # The CONFIG is only read by the STOREs after it, which start after it
                     # has its tokens; a program that stops before then resets the unit. So
                     # it takes effect here, and a held command need not keep it.
@@ -198,11 +205,11 @@ class StoreUnit(wiring.Component):
             with m.State("DATA"):
                 m.d.comb += self.ctrl.executing.eq(1)
                 if acc_read_unbuffered(cfg):
-                    self._read_columns(m, pipeline, instr, rows_req)
+                    self._read_columns(m, pipeline, rows_req, acc_ptr)
                 else:
-                    m.d.comb += self.acc_req.valid.eq(rows_req != instr.rows)
+                    m.d.comb += self.acc_req.valid.eq(rows_req != 0)
                     with m.If(self.acc_req.valid & self.acc_req.ready):
-                        m.d.sync += rows_req.eq(rows_req + 1)
+                        m.d.sync += [rows_req.eq(rows_req - 1), acc_ptr.eq(acc_ptr + 1)]
                 if serial:
                     self._pack_columns(m, pipeline.o, instr, rows_out)
                 else:
@@ -211,7 +218,7 @@ class StoreUnit(wiring.Component):
                         m.d.sync += beat.eq(beat + 1)
                         with m.If(self.wr_data.payload.row_last):
                             m.d.comb += pipeline.o.ready.eq(1)
-                            m.d.sync += [beat.eq(0), rows_out.eq(rows_out + 1)]
+                            m.d.sync += [beat.eq(0), rows_out.eq(rows_out - 1)]
                             with m.If(self.wr_data.payload.last):
                                 m.next = "STATUS"
             with m.State("STATUS"):
@@ -223,17 +230,17 @@ class StoreUnit(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _read_columns(self, m, lane, instr, rows_req):
+    def _read_columns(self, m, lane, rows_req, acc_ptr):
         """In state DATA: the rows for the serial ``lane``, each read once per column (the
         accumulator holds no response, :func:`~hw.accumulator.acc_read_unbuffered`), a read
         issued when the lane waits for a column and no read is in flight, so the lane takes
         the response in the cycle it comes."""
         in_flight = Signal()
-        m.d.comb += self.acc_req.valid.eq((rows_req != instr.rows) & lane.i.ready & ~in_flight)
+        m.d.comb += self.acc_req.valid.eq((rows_req != 0) & lane.i.ready & ~in_flight)
         with m.If(self.acc_req.valid & self.acc_req.ready):
             m.d.sync += in_flight.eq(1)
             with m.If(lane.col_addr.col == self.cfg.cols - 1):
-                m.d.sync += rows_req.eq(rows_req + 1)
+                m.d.sync += [rows_req.eq(rows_req - 1), acc_ptr.eq(acc_ptr + 1)]
         with m.If(self.acc_resp.valid & self.acc_resp.ready):
             m.d.sync += in_flight.eq(0)
 
@@ -261,7 +268,7 @@ class StoreUnit(wiring.Component):
             self.wr_data.valid.eq(full),
             self.wr_data.payload.data.eq(beat),
             self.wr_data.payload.row_last.eq(beat_row_last),
-            self.wr_data.payload.last.eq(beat_row_last & (rows_out == instr.rows - 1)),
+            self.wr_data.payload.last.eq(beat_row_last & (rows_out == 1)),
         ]
         with m.If(results.valid & results.ready):
             m.d.sync += col.eq(Mux(col == cfg.cols - 1, 0, col + 1))
@@ -277,9 +284,9 @@ class StoreUnit(wiring.Component):
         with m.If(self.wr_data.valid & self.wr_data.ready):
             m.d.sync += full.eq(0)
             with m.If(beat_row_last):
-                m.d.sync += rows_out.eq(rows_out + 1)
+                m.d.sync += rows_out.eq(rows_out - 1)
         # The columns past row_elems are taken too, so the next STORE starts at column 0.
-        with m.If((rows_out == instr.rows) & (col == 0) & ~full):
+        with m.If((rows_out == 0) & (col == 0) & ~full):
             m.next = "STATUS"
 
     def _qparam_registers(self, m, params, slot):

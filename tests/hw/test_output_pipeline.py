@@ -116,11 +116,13 @@ def scenarios(cfg, rng):
     return out
 
 
-def run_pipeline(cfg, seed, *, p_valid=0.7, p_ready=0.7, make_dut=OutputPipeline):
-    """Random scenarios through ``make_dut(cfg)`` (ports i, o, params: QuantParams)."""
+def run_pipeline(cfg, seed, *, p_valid=0.7, p_ready=0.7, make_dut=OutputPipeline,
+                 make_work=scenarios):
+    """``make_work(cfg, rng)``'s [(params, rows)] (by default :func:`scenarios`) through
+    ``make_dut(cfg)`` (ports i, o, params: QuantParams)."""
     rng = random.Random(seed)
     dut = make_dut(cfg)
-    work = scenarios(cfg, rng)
+    work = make_work(cfg, rng)
     layout = QuantParams(cfg)
     total = sum(len(r) for _, r in work)
     got = []

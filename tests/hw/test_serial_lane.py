@@ -13,7 +13,8 @@ from hw.config import Config, ConfigError
 from hw.output_pipeline import (QuantParams, SerialOutputPipeline, pipeline_in_layout,
                                 pipeline_out_layout)
 
-from .test_output_pipeline import _seed, run_pipeline
+from .test_output_pipeline import (_seed, make_params, random_acc, random_shift, run_pipeline,
+                                   tie_rows)
 
 
 class SerialWithParams(wiring.Component):
@@ -52,7 +53,15 @@ class SerialWithParams(wiring.Component):
                          col.eq(col + 1)]
             with m.If(col == cfg.cols - 1):
                 m.d.sync += [self.o.valid.eq(1), row.last.eq(lane.o.payload.last), col.eq(0)]
-        m.d.comb += [lane.params[name].eq(p[name]) for name in lane.params.shape().members]
+        m.d.comb += [lane.params.out_int32.eq(p.out_int32),
+                     lane.params.zero_point.eq(p.zero_point)]
+        # The lane takes a legal CONFIG's bounds (within the output range, lo <= hi): a
+        # scenario's wider bounds as the legal ones that clamp the same after saturation.
+        out_lo, out_hi = -(1 << (cfg.output_width - 1)), (1 << (cfg.output_width - 1)) - 1
+        for name in ("clamp_lo", "clamp_hi"):
+            bound = p[name]
+            m.d.comb += lane.params[name].eq(
+                Mux(bound < out_lo, out_lo, Mux(bound > out_hi, out_hi, bound)))
         # The parameters as they apply, as the store unit resolves them.
         table = Array(Array([Mux(p.bias_en, p.bias[c], 0),
                              Mux(p.per_column, p.col_multiplier[c], p.multiplier),
@@ -85,6 +94,35 @@ def test_without_stalls():
 
 def test_heavy_stalls():
     run_pipeline(serial_cfg(), _seed(), p_valid=0.2, p_ready=0.1, make_dut=SerialWithParams)
+
+
+def legal_clamp_scenarios(cfg, rng):
+    """Clamp bounds as legal CONFIGs have them (within the output range, lo <= hi, lo == hi
+    and the range's ends included), with zero points up to the 16-bit field's extremes, on
+    random, corner and rounding-tie values."""
+    out_lo, out_hi = -(1 << (cfg.output_width - 1)), (1 << (cfg.output_width - 1)) - 1
+    zp_lo, zp_hi = -(1 << 15), (1 << 15) - 1
+    out = []
+    for _ in range(12):
+        lo, hi = sorted(rng.choice([out_lo, out_hi, 0, rng.randint(out_lo, out_hi)])
+                        for _ in range(2))
+        if rng.random() < 0.2:
+            lo = hi
+        zero_point = rng.choice([zp_lo, zp_hi, rng.randint(-20, 20), rng.randint(zp_lo, zp_hi)])
+        shift = random_shift(rng)
+        rows = ([random_acc(rng, cfg, cfg.cols) for _ in range(3)]
+                + (tie_rows(cfg, rng, shift, 2) if 0 < shift < 20 else []))
+        out.append((make_params(cfg, rng, lo=lo, hi=hi, zero_point=zero_point, shift=shift,
+                                multiplier=1 << 30 if rng.random() < 0.5 else None,
+                                per_column=rng.randint(0, 1), bias_en=rng.randint(0, 1)),
+                    rows))
+    return out
+
+
+@pytest.mark.parametrize("output_width", [8, 4, 2])
+def test_legal_clamps_and_wide_zero_points_match_golden(output_width):
+    run_pipeline(serial_cfg(output_width=output_width), _seed(), make_dut=SerialWithParams,
+                 make_work=legal_clamp_scenarios)
 
 
 @pytest.mark.parametrize("out_int32, shift", [(0, 0), (0, 7), (0, 31), (1, 5)])
