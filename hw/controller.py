@@ -1,5 +1,7 @@
 """The controller: dispatch in program order, dependency tokens, done / error / abort."""
 
+from itertools import combinations
+
 from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -7,9 +9,11 @@ from amaranth.lib.wiring import In, Out
 from sw import isa
 from sw.isa import ErrorCause, Opcode, Queue
 
+from .burst import dma_cmd_layout
 from .config import Config
 from .decoder import Decoder, legal_bits
 from .fetch import fetched_layout
+from .load_unit import dma_field_mask
 from .queues import CommandPacking, UnitPort, command_layout, pc_width
 
 
@@ -39,7 +43,8 @@ class Controller(wiring.Component):
 
     Each unit queue holds ``cfg.queue_depth`` instructions; dispatch waits while the target
     queue is full. A queue stores only the word bits a legal instruction of its unit can have
-    set (:func:`~hw.decoder.legal_bits`): the decoder guarantees the others.
+    set (:func:`~hw.decoder.legal_bits`; the decoder guarantees the others) and, for LOAD,
+    that the DMA takes.
 
     Stopping (done or error): nothing more is dispatched or granted; the units finish the
     instruction they execute (so every bus transfer completes), then ``soft_reset`` pulses for
@@ -106,8 +111,13 @@ class Controller(wiring.Component):
         m.d.comb += [dispatched.word.eq(head.word), dispatched.pc.eq(pc)]
         queues = {}
         for name, queue_id in _QUEUE_IDS.items():
-            # Only the bits a legal instruction of the queue can have set are stored.
-            packing = CommandPacking(*legal_bits(cfg, queue_id), pcw)
+            # Only the bits a legal instruction of the queue can have set are stored, and of
+            # a LOAD's DRAM address and stride only those the DMA takes (the STORE queue's
+            # dram_addr bits are CONFIG's clamp_hi too: all of them are kept).
+            mask, ones = legal_bits(cfg, queue_id)
+            if queue_id == Queue.LOAD:
+                mask &= dma_field_mask("LOAD", Signal(dma_cmd_layout(cfg)))
+            packing = CommandPacking(mask, ones, pcw)
             queues[name] = q = fifo.SyncFIFO(width=packing.width, depth=cfg.queue_depth)
             m.submodules[f"{name}_queue"] = ResetInserter(self.soft_reset)(q)
             m.d.comb += [q.w_data.eq(packing.pack(dispatched)),
@@ -225,12 +235,32 @@ class Controller(wiring.Component):
             m.d.sync += stuck_cycles.eq(stuck_cycles + 1)
         with m.Else():
             m.d.sync += stuck_cycles.eq(0)
-        oldest = (1 << pcw) - 1
-        for name in _UNITS:
-            candidate = Signal(pcw, name=f"oldest_after_{name}")
-            m.d.comb += candidate.eq(Mux(waiting[name] & (units[name].pc < oldest),
-                                         units[name].pc, oldest))
-            oldest = candidate
+        if cfg.queue_depth == 1 and cfg.unit_commands == "queue":
+            # A unit's waiting instruction is its one-entry queue's entry (the unit runs it in
+            # place), so the order the entries were dispatched in tells the oldest: a bit per
+            # pair of queues instead of pc comparators.
+            older = {}
+            for a, b in combinations(_UNITS, 2):
+                older[(a, b)] = bit = Signal(name=f"{a}_older_than_{b}")
+                older[(b, a)] = ~bit
+                with m.If(queues[a].w_en):
+                    m.d.sync += bit.eq(0)
+                with m.If(queues[b].w_en):
+                    m.d.sync += bit.eq(1)
+            oldest = 0
+            for name in _UNITS:
+                first = waiting[name]
+                for other in _UNITS:
+                    if other != name:
+                        first &= ~waiting[other] | older[(name, other)]
+                oldest |= Mux(first, units[name].pc, 0)
+        else:
+            oldest = (1 << pcw) - 1
+            for name in _UNITS:
+                candidate = Signal(pcw, name=f"oldest_after_{name}")
+                m.d.comb += candidate.eq(Mux(waiting[name] & (units[name].pc < oldest),
+                                             units[name].pc, oldest))
+                oldest = candidate
         deadlock = stuck_cycles == DEADLOCK_CYCLES
 
         # ---- unit faults, overflow, deadlock, abort: the earliest-priority one is kept --------

@@ -1,6 +1,8 @@
 """Table-driven instruction decoding: bit positions come from ``sw/isa.py`` only."""
 
-from amaranth.hdl import Module, Signal, Value, signed, unsigned
+from collections import defaultdict
+
+from amaranth.hdl import Cat, Module, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,7 +13,7 @@ from .config import Config
 
 
 __all__ = ["instruction_layout", "Decoder", "QPARAM_ROWS", "at_most", "within", "fits_signed",
-           "matmul_count_limit", "field_limits", "legal_bits"]
+           "matmul_count_limit", "field_limits", "instruction_bits", "legal_bits"]
 
 QPARAM_ROWS = isa.QPARAM_SLOTS * len(isa.QPARAM_KINDS)
 
@@ -64,10 +66,13 @@ def matmul_count_limit(cfg):
 
 def field_limits(cfg, name):
     """``{field: largest value}`` of the unsigned fields of instruction ``name`` that the
-    :class:`Decoder`'s rules bound for ``cfg`` (0 for a token flag naming a missing
-    neighbour); a field not listed may hold any value in a legal instruction.
-    ``tests/hw/test_decoder_legal_bits.py`` proves these against the Decoder with a SAT
-    solver, so the two cannot drift apart."""
+    rules of docs/DESIGN.md bound for ``cfg`` (0 for a token flag naming a missing
+    neighbour); a field not listed may hold any value in a legal instruction. The
+    :class:`Decoder` rejects a word with a bit set above these limits and checks its range
+    rules on the fields narrowed to them, so a limit tighter than the rules would reject
+    legal instructions: ``tests/hw/test_decoder.py`` compares the Decoder with the golden
+    machine, and ``tests/hw/test_decoder_legal_bits.py`` proves with a SAT solver that the
+    queues drop only bits that are constant in what it accepts."""
     R, C, E = cfg.rows, cfg.cols, cfg.sp_row_elems
     load_depth = max(cfg.sp_rows, cfg.acc_rows, QPARAM_ROWS)
     no_prev = {"pop_prev": 0, "push_prev": 0}
@@ -90,6 +95,23 @@ def field_limits(cfg, name):
     return limits[name]
 
 
+def _legal_width(limits, f):
+    """Bits of field ``f`` a legal instruction may have set (``limits``: its
+    :func:`field_limits`)."""
+    return limits[f.name].bit_length() if f.name in limits else f.width
+
+
+def instruction_bits(cfg, name):
+    """The word bits a legal instruction ``name`` may have set: its opcode's, and each
+    field's low bits up to the field's largest legal value (:func:`field_limits`)."""
+    instr = isa.INSTRUCTIONS[name]
+    limits = field_limits(cfg, name)
+    mask = int(instr.opcode)
+    for f in instr.all_fields[1:]:
+        mask |= ((1 << _legal_width(limits, f)) - 1) << f.lsb
+    return mask
+
+
 def legal_bits(cfg, queue):
     """``(mask, ones)``: the word bits a legal instruction dispatched to ``queue`` may have
     set, and those every such instruction has set (its opcode's common bits). The other
@@ -99,12 +121,8 @@ def legal_bits(cfg, queue):
     for instr in isa.INSTRUCTIONS.values():
         if instr.queue != queue:
             continue
-        limits = field_limits(cfg, instr.name)
         ones &= int(instr.opcode) | ~opcode.mask
-        mask |= int(instr.opcode)
-        for f in instr.all_fields[1:]:
-            width = limits[f.name].bit_length() if f.name in limits else f.width
-            mask |= ((1 << width) - 1) << f.lsb
+        mask |= instruction_bits(cfg, instr.name)
     return mask, ones & opcode.mask
 
 
@@ -139,66 +157,82 @@ class Decoder(wiring.Component):
         m = Module()
         cfg = self.cfg
         R, C, E = cfg.rows, cfg.cols, cfg.sp_row_elems
-        opcode = self.word[:4]
+        opcode_field = isa.HEADER[0]
+        opcode = self.word[:opcode_field.width]
         m.d.comb += self.opcode.eq(opcode)
 
-        def view(name):
-            return data.View(instruction_layout(name), self.word)
+        # Every bit a legal instruction cannot have set (reserved bits, token flags naming a
+        # missing neighbour, a field's bits above its largest legal value) must be 0. A bit is
+        # checked for the opcodes that forbid it: bits forbidden by the same opcodes share one
+        # OR, and each opcode ORs the groups it forbids.
+        allowed = {name: instruction_bits(cfg, name) for name in isa.INSTRUCTIONS}
+        groups = defaultdict(int)
+        for bit in range(opcode_field.width, isa.INSTR_BITS):
+            forbidding = frozenset(name for name, bits in allowed.items() if not bits >> bit & 1)
+            if forbidding:
+                groups[forbidding] |= 1 << bit
+        any_set = {names: (self.word & bits) != 0 for names, bits in groups.items()}
 
-        def flags_ok(instr, f):
-            prev_ok = ~(f.pop_prev | f.push_prev) if instr.queue in (Queue.LOAD, Queue.CONTROL) else 1
-            next_ok = ~(f.pop_next | f.push_next) if instr.queue in (Queue.STORE, Queue.CONTROL) else 1
-            return prev_ok & next_ok
+        def view(name):
+            """Instruction ``name``'s fields, each narrowed to the bits a legal one may have
+            set: the check above rejects the others, so the rules compare only these."""
+            instr, limits = isa.INSTRUCTIONS[name], field_limits(cfg, name)
+            full = data.View(instruction_layout(name), self.word)
+            return {f.name: full[f.name][:_legal_width(limits, f)] if f.name in limits
+                    else full[f.name] for f in instr.all_fields}
 
         rules = {}
         f = view("LOAD")
         load_ok = {
-            LoadDst.SP: at_most(f.row_elems, E) & within(f.local_addr, f.rows, cfg.sp_rows),
-            LoadDst.ACC: at_most(f.row_elems, C) & within(f.local_addr, f.rows, cfg.acc_rows),
-            LoadDst.QPARAM: (at_most(f.row_elems, C)
-                             & within(f.local_addr, f.rows, QPARAM_ROWS)),
+            LoadDst.SP: at_most(f["row_elems"], E) & within(f["local_addr"], f["rows"],
+                                                             cfg.sp_rows),
+            LoadDst.ACC: at_most(f["row_elems"], C) & within(f["local_addr"], f["rows"],
+                                                              cfg.acc_rows),
+            LoadDst.QPARAM: (at_most(f["row_elems"], C)
+                             & within(f["local_addr"], f["rows"], QPARAM_ROWS)),
         }
         dst_ok = Signal()
-        with m.Switch(f.dst):
+        with m.Switch(f["dst"]):
             for dst, ok in load_ok.items():
                 with m.Case(dst):
                     m.d.comb += dst_ok.eq(ok)
-        rules["LOAD"] = (f.rows != 0) & (f.row_elems != 0) & dst_ok
+        rules["LOAD"] = (f["rows"] != 0) & (f["row_elems"] != 0) & dst_ok
 
         f = view("STORE")
-        rules["STORE"] = ((f.rows != 0) & (f.row_elems != 0) & at_most(f.row_elems, C)
-                          & within(f.acc_addr, f.rows, cfg.acc_rows))
+        rules["STORE"] = ((f["rows"] != 0) & (f["row_elems"] != 0) & at_most(f["row_elems"], C)
+                          & within(f["acc_addr"], f["rows"], cfg.acc_rows))
 
         f = view("CONFIG")
         # clamp_lo <= clamp_hi with both representable in output_width bits: once both are,
         # their low output_width bits compare the same as the whole fields.
         ow = cfg.output_width
-        rules["CONFIG"] = (fits_signed(f.clamp_lo, ow) & fits_signed(f.clamp_hi, ow)
-                           & (f.clamp_lo[:ow].as_signed() <= f.clamp_hi[:ow].as_signed()))
+        rules["CONFIG"] = (fits_signed(f["clamp_lo"], ow) & fits_signed(f["clamp_hi"], ow)
+                           & (f["clamp_lo"][:ow].as_signed() <= f["clamp_hi"][:ow].as_signed()))
 
         f = view("PRELOAD")
-        rules["PRELOAD"] = ((1 if cfg.has_ws else 0) & (f.k_rows != 0) & at_most(f.k_rows, R)
-                            & within(f.sp_addr, f.k_rows, cfg.sp_rows))
+        rules["PRELOAD"] = ((1 if cfg.has_ws else 0) & (f["k_rows"] != 0)
+                            & at_most(f["k_rows"], R)
+                            & within(f["sp_addr"], f["k_rows"], cfg.sp_rows))
 
         f = view("MATMUL")
-        ws_ok = ((1 if cfg.has_ws else 0) & within(f.acc_addr, f.count, cfg.acc_rows))
-        os_ok = ((1 if cfg.has_os else 0) & within(f.b_addr, f.count, cfg.sp_rows)
-                 & at_most(f.acc_addr, cfg.acc_rows - R))
-        rules["MATMUL"] = ((f.count != 0) & within(f.a_addr, f.count, cfg.sp_rows)
-                           & ((f.dataflow == isa.Dataflow.WS) & ws_ok
-                              | (f.dataflow == isa.Dataflow.OS) & os_ok))
+        ws_ok = ((1 if cfg.has_ws else 0) & within(f["acc_addr"], f["count"], cfg.acc_rows))
+        os_ok = ((1 if cfg.has_os else 0) & within(f["b_addr"], f["count"], cfg.sp_rows)
+                 & at_most(f["acc_addr"], cfg.acc_rows - R))
+        # (a dataflow narrowed to no bits is WS: a config without OS has only that one)
+        is_ws = f["dataflow"] == isa.Dataflow.WS
+        rules["MATMUL"] = ((f["count"] != 0) & within(f["a_addr"], f["count"], cfg.sp_rows)
+                           & (is_ws & ws_ok | ~is_ws & os_ok))
         m.d.comb += [
             self.is_preload.eq(opcode == isa.Opcode.PRELOAD),
-            self.is_ws_matmul.eq((opcode == isa.Opcode.MATMUL) & (f.dataflow == isa.Dataflow.WS)),
+            self.is_ws_matmul.eq((opcode == isa.Opcode.MATMUL) & is_ws),
         ]
 
         m.d.comb += self.illegal.eq(1)
         with m.Switch(opcode):
             for instr in isa.INSTRUCTIONS.values():
                 with m.Case(instr.opcode):
-                    header = view(instr.name)
-                    legal = ((self.word & instr.reserved_mask) == 0) & flags_ok(instr, header)
-                    if instr.name in rules:
-                        legal &= rules[instr.name]
+                    stray = Cat(bits_set for names, bits_set in any_set.items()
+                                if instr.name in names).any()
+                    legal = ~stray & rules.get(instr.name, 1)
                     m.d.comb += [self.illegal.eq(~legal), self.queue.eq(instr.queue)]
         return m

@@ -54,6 +54,9 @@ class ExecUnit(wiring.Component):
       mac_beats    Out(1): an array input beat (R*C MACs) was accepted this cycle.
       stalled      Out(1): an instruction waits for its tokens.
 
+    With ``cfg.unit_commands == "queue"`` the unit holds no copy of the instruction: it issues
+    ``cmd``'s payload and takes it (``cmd.ready``) in the cycle it starts.
+
     Throughput: one array beat per cycle per stream (both scratchpad reads of an OS beat in
     the same cycle when they are in different banks).
     """
@@ -102,11 +105,18 @@ class ExecUnit(wiring.Component):
         matmul_done = Signal()
 
         # ---- issue: the head instruction takes its tokens and goes to its engine ---------
-        # The held instruction keeps only the bits a legal PRELOAD / MATMUL can have set.
-        packing = CommandPacking(*legal_bits(cfg, Queue.EXEC), pc_width(cfg))
-        held = Signal(packing.width)
-        instr = data.View(command_layout(cfg), packing.unpack(held))
-        have = Signal()
+        copy = cfg.unit_commands == "copy"
+        if copy:
+            # The held instruction keeps only the bits a legal PRELOAD / MATMUL can have set.
+            packing = CommandPacking(*legal_bits(cfg, Queue.EXEC), pc_width(cfg))
+            held = Signal(packing.width)
+            instr = data.View(command_layout(cfg), packing.unpack(held))
+            have = Signal()
+        else:
+            # The queue's head is issued in place: its engine and the retire entry take what
+            # they need as it starts, and the queue drops it then.
+            instr = self.cmd.payload
+            have = self.cmd.valid
         word = instr.word
         pre = data.View(instruction_layout("PRELOAD"), word)
         mm = data.View(instruction_layout("MATMUL"), word)
@@ -114,24 +124,27 @@ class ExecUnit(wiring.Component):
         engine_free = Mux(is_matmul, ~stream_busy & groups.w_rdy, ~preload_busy) & retire.w_rdy
 
         m.d.comb += [
-            self.cmd.ready.eq(~have),
             self.ctrl.request.eq(have & engine_free),
             self.ctrl.pop_prev.eq(mm.pop_prev),
             self.ctrl.pop_next.eq(mm.pop_next),
             self.ctrl.pc.eq(instr.pc),
             self.stalled.eq(have & engine_free & ~self.ctrl.grant),
         ]
-        with m.If(self.cmd.valid & ~have):
-            m.d.sync += [held.eq(packing.pack(self.cmd.payload)), have.eq(1)]
         start = Signal()
         m.d.comb += start.eq(have & engine_free & self.ctrl.grant)
+        if copy:
+            m.d.comb += self.cmd.ready.eq(~have)
+            with m.If(self.cmd.valid & ~have):
+                m.d.sync += [held.eq(packing.pack(self.cmd.payload)), have.eq(1)]
+            with m.If(start):
+                m.d.sync += have.eq(0)
+        else:
+            m.d.comb += self.cmd.ready.eq(start)
         entry = Signal(retire_layout)
         m.d.comb += [entry.is_matmul.eq(is_matmul), entry.push_prev.eq(mm.push_prev),
                      entry.push_next.eq(mm.push_next), entry.pc.eq(instr.pc),
                      retire.w_data.eq(entry)]
-        with m.If(start):
-            m.d.sync += have.eq(0)
-            m.d.comb += retire.w_en.eq(1)
+        m.d.comb += retire.w_en.eq(start)
 
         # ---- preloader -----------------------------------------------------------------
         if cfg.has_ws:

@@ -17,9 +17,6 @@ __all__ = ["Fetcher", "fetched_layout", "FETCH_CHUNK"]
 
 #: Instructions per DMA command unless the Config says otherwise (``cfg.fetch_chunk``).
 FETCH_CHUNK = Config().fetch_chunk
-# Chunks of words (or fault markers) buffered ahead of the dispatcher: one being consumed
-# while the next arrives.
-_BUFFER_CHUNKS = 2
 # Buffers up to this many rows are registers that shift towards the head (no read mux);
 # deeper ones are a memory (block or distributed RAM on the larger parts).
 _SHIFT_ROWS_MAX = 2
@@ -123,7 +120,8 @@ class _RowBuffer(wiring.Component):
 
 class Fetcher(wiring.Component):
     """Prefetches ``count`` instructions from ``base`` in chunks of ``cfg.fetch_chunk``
-    (a buffer of two chunks).
+    into a buffer of ``cfg.fetch_buffer`` chunks: with two, one is consumed while the next
+    arrives; with one (small FPGAs), the next chunk is requested once the buffer is empty.
 
     Each instruction is a 16-byte row of the DMA command, so the DMA's row-by-row window
     check stops the fetch exactly at the first instruction outside the window; that
@@ -132,7 +130,7 @@ class Fetcher(wiring.Component):
 
     Each beat is written into its row's place in the buffer (no assembly register); the row
     becomes visible with its last beat. The buffer is registers shifting towards the head
-    for two rows, else a memory. The fault marker is the last entry pushed before the next
+    for up to two rows, else a memory. The fault marker is the last entry pushed before the next
     ``start``, so one flag, not a column, tells it: the head is the fault when the flag is
     set and it is the only entry left.
 
@@ -148,7 +146,8 @@ class Fetcher(wiring.Component):
       rd_cmd, rd_data, rd_status   the DMA read engine (through the arbiter).
 
     Latency: a row is on ``words`` the cycle after its last beat was taken.
-    Throughput: one instruction per ``ceil(16 / bus_bytes)`` cycles once the first chunk is in.
+    Throughput: one instruction per ``ceil(16 / bus_bytes)`` cycles once the first chunk is in
+    (two buffered chunks; with one, a chunk's DMA latency is paid after each chunk).
     """
 
     def __init__(self, cfg):
@@ -169,7 +168,7 @@ class Fetcher(wiring.Component):
         m = Module()
         cfg = self.cfg
         chunk_max = cfg.fetch_chunk
-        depth = _BUFFER_CHUNKS * chunk_max
+        depth = cfg.fetch_buffer * chunk_max
         beats_per_word = max(1, isa.INSTR_BYTES // cfg.bus_bytes)
         beat_bits = isa.INSTR_BITS // beats_per_word
 

@@ -17,6 +17,9 @@ from sw import isa
 from sw.isa import ErrorCause, TOKEN_MAX
 
 CFG = Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1)
+# One-entry queues whose units run the entry in place: the oldest waiting instruction is
+# told by dispatch order, not by comparing pcs.
+QUEUE_CFG = CFG.replace(queue_depth=1, unit_commands="queue")
 UNITS = ("load", "exec", "store")
 # counter: (pushing unit, its flag, popping unit, its flag)
 EDGES = {
@@ -64,8 +67,9 @@ class Bench:
     """Controller + models of the fetcher and the units; ``run()`` returns what happened."""
 
     def __init__(self, programs, seed, fault=None, abort_at=None, max_latency=4,
-                 cycles=20_000):
-        self.dut = Controller(CFG)
+                 cycles=20_000, cfg=CFG):
+        self.cfg = cfg
+        self.dut = Controller(cfg)
         self.programs = programs       # run one after the other, each after done / error
         self.rng = random.Random(seed)
         self.fault = fault             # (program index, pc, cause, addr) raised by a unit
@@ -105,15 +109,20 @@ class Bench:
         return fetcher
 
     def _unit(self, name):
+        """A unit model. With ``unit_commands="copy"`` it takes its queue's head when idle;
+        with "queue" it runs the head in place and takes it after its grant (exec) or when it
+        completes (load, store)."""
         dut = self.dut
         port, cmd = getattr(dut, name), getattr(dut, f"{name}_cmd")
+        in_place = self.cfg.unit_commands == "queue"
 
         async def unit(ctx):
             state, word, pc, delay, cycle = "idle", 0, 0, 0, 0
-            ctx.set(cmd.ready, 1)
+            ctx.set(cmd.ready, not in_place)
             async for _, _, valid, payload, grant, soft_reset in ctx.tick().sample(
                     cmd.valid, cmd.payload.as_value(), port.grant, dut.soft_reset):
                 cycle += 1
+                take = False
                 for flag in ("push_prev", "push_next", "error_valid"):
                     ctx.set(getattr(port, flag), 0)
                 if soft_reset:
@@ -124,6 +133,7 @@ class Bench:
                 elif state == "request" and grant:
                     state, delay = "busy", self.rng.randint(1, self.max_latency)
                     self.events.append((cycle, "grant", name, pc))
+                    take = name == "exec"
                 elif state == "busy":
                     delay -= 1
                     if delay == 0:
@@ -140,10 +150,11 @@ class Bench:
                             self.executed[name].append((self.program, pc))
                             self.events.append((cycle, "complete", name, pc))
                         state = "done"
+                        take = name != "exec"
                 elif state == "done":
                     state = "idle"
                 _, fields = isa.decode(word) if state == "request" else (None, {})
-                ctx.set(cmd.ready, state == "idle")
+                ctx.set(cmd.ready, take if in_place else state == "idle")
                 ctx.set(port.request, state == "request")
                 ctx.set(port.pop_prev, fields.get("pop_prev", 0))
                 ctx.set(port.pop_next, fields.get("pop_next", 0))
@@ -250,12 +261,13 @@ def _random_program(rng, length):
     return words + [isa.encode("HALT")]
 
 
+@pytest.mark.parametrize("cfg", [CFG, QUEUE_CFG], ids=["copy", "queue"])
 @pytest.mark.parametrize("latency", [1, 6])
-def test_random_programs_respect_tokens_and_order(latency):
+def test_random_programs_respect_tokens_and_order(latency, cfg):
     seed = _seed()
     rng = random.Random(seed)
     programs = [_random_program(rng, 60) for _ in range(3)]
-    bench = Bench(programs, seed, max_latency=latency).run()
+    bench = Bench(programs, seed, max_latency=latency, cfg=cfg).run()
     assert [o[:2] for o in bench.outcomes] == [(1, 0)] * len(programs)
     assert bench.pops > 20, "the programs must exercise the tokens"
     for name in UNITS:
@@ -274,27 +286,38 @@ def test_fence_waits_for_every_unit():
     assert events[("grant", 3)] > events[("complete", 0)]
 
 
-def test_deadlock_reports_the_oldest_waiting_instruction():
-    program = [load(push_next=1),          # 0: l2e = 1
-               preload(pop_prev=1),        # 1: takes it
-               matmul(pop_prev=1),         # 2: waits forever
-               store(pop_prev=1),          # 3: waits forever (e2s)
-               isa.encode("HALT")]
+@pytest.mark.parametrize("cfg", [CFG, QUEUE_CFG], ids=["copy", "queue"])
+@pytest.mark.parametrize("order", ["exec_first", "store_first", "load_first"])
+def test_deadlock_reports_the_oldest_waiting_instruction(cfg, order):
+    program = {
+        "exec_first": [load(push_next=1),          # 0: l2e = 1
+                       preload(pop_prev=1),        # 1: takes it
+                       matmul(pop_prev=1),         # 2: waits forever
+                       store(pop_prev=1)],         # 3: waits forever (e2s)
+        "store_first": [load(),
+                        store(pop_prev=1),         # 1: waits forever (e2s)
+                        preload(pop_next=1)],      # 2: waits forever (s2e)
+        "load_first": [load(pop_next=1),           # 0: waits forever (e2l)
+                       store(pop_prev=1),          # 1: waits forever
+                       preload(pop_prev=1)],       # 2: waits forever (l2e)
+    }[order] + [isa.encode("HALT")]
+    oldest = {"exec_first": 2, "store_first": 1, "load_first": 0}[order]
     good = [load(push_next=1), preload(pop_prev=1), matmul(), isa.encode("HALT")]
-    bench = Bench([program, good], _seed()).run()
-    assert bench.outcomes[0] == (0, 1, ErrorCause.TOKEN_DEADLOCK, 2, 0)
+    bench = Bench([program, good], _seed(), cfg=cfg).run()
+    assert bench.outcomes[0] == (0, 1, ErrorCause.TOKEN_DEADLOCK, oldest, 0)
     # Counters and queues are clean for the next program.
     assert bench.outcomes[1] == (1, 0, ErrorCause.NONE, 0, 0)
 
 
-def test_no_deadlock_while_a_queue_is_full_behind_a_slow_token():
+@pytest.mark.parametrize("cfg", [CFG, QUEUE_CFG], ids=["copy", "queue"])
+def test_no_deadlock_while_a_queue_is_full_behind_a_slow_token(cfg):
     # Many exec instructions wait for a store token that a slow store gives late; the
     # dispatcher is blocked on the full exec queue meanwhile, which is not a deadlock.
     program = [store(push_prev=1)]
     for _ in range(QUEUE_DEPTH + 4):
         program += [preload(pop_next=1), matmul(push_next=1), store(pop_prev=1, push_prev=1)]
     program += [isa.encode("HALT")]
-    bench = Bench([program], _seed(), max_latency=30).run()
+    bench = Bench([program], _seed(), max_latency=30, cfg=cfg).run()
     assert bench.outcomes == [(1, 0, ErrorCause.NONE, 0, 0)]
 
 

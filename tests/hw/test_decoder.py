@@ -6,12 +6,14 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from boards.targets import BOARDS
 from hw.config import Config
 from hw.decoder import Decoder
 from sim.machine import Machine, MachineError
 from sw import isa
 
 CONFIGS = {
+    "icebreaker": BOARDS["icebreaker"].cfg,
     "4x4": Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1),
     "8x4-ws": Config(rows=8, cols=4, dataflow="ws", scratchpad_kib=8, accumulator_kib=1),
     "4x8-os": Config(rows=4, cols=8, dataflow="os", scratchpad_kib=8, accumulator_kib=2,

@@ -10,7 +10,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from boards.targets import BOARDS
-from hw.config import Config
+from hw.config import Config, ConfigError
 from hw.fetch import Fetcher
 from hw.queues import pc_width
 from sw import isa
@@ -19,11 +19,18 @@ from sw.isa import ErrorCause
 SMALL = dict(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1)
 CONFIGS = {
     "icebreaker": BOARDS["icebreaker"].cfg,
+    # two shifting rows
+    "icebreaker-buffer2": BOARDS["icebreaker"].cfg.replace(fetch_buffer=2),
     "bus64-chunk3": Config(**SMALL, dma_data_width=64, fetch_chunk=3, addr_width=20,
                            dram_size=1 << 16),
     "default-chunk": Config(**SMALL),
     "bus32-chunk2": Config(**SMALL, dma_data_width=32, fetch_chunk=2, addr_width=16,
                            dram_size=1 << 12),
+    # fetch_buffer=1: the next chunk only once the buffer is empty (registers for one row,
+    # a memory for three)
+    "bus32-buffer1": Config(**SMALL, dma_data_width=32, fetch_chunk=1, fetch_buffer=1,
+                            addr_width=16, dram_size=1 << 12),
+    "bus128-chunk3-buffer1": Config(**SMALL, fetch_chunk=3, fetch_buffer=1),
 }
 
 
@@ -189,7 +196,8 @@ def test_largest_count_stops_at_the_fault_like_any_larger_count():
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_restart_drops_the_buffer_and_flush_stops_issuing(name):
-    """A consumer that never reads fills the buffer (two chunks, then no command); a new
+    """A consumer that never reads fills the buffer (``fetch_buffer`` chunks, then no
+    command); a new
     start drops those words and fetches the new program from its base; a flush stops
     issuing, lets the command in flight finish (``busy`` falls) and drops its rows."""
     cfg = CONFIGS[name]
@@ -205,7 +213,7 @@ def test_restart_drops_the_buffer_and_flush_stops_issuing(name):
         ctx.set(dut.words.ready, 0)
         await _start(dut, 0, 30)(ctx)
         await ctx.tick().repeat(40 * cfg.fetch_chunk + 60)
-        assert len(dma.commands) == 2 and ctx.get(dut.words.valid)
+        assert len(dma.commands) == cfg.fetch_buffer and ctx.get(dut.words.valid)
         assert not ctx.get(dut.busy)
         await _start(dut, second_base * isa.INSTR_BYTES, second_count)(ctx)
         await _consume(dut, rng, out, lambda: len(out) >= second_count)(ctx)
@@ -231,3 +239,9 @@ def test_restart_drops_the_buffer_and_flush_stops_issuing(name):
     sim.add_testbench(bench)
     sim.run()
     assert out == [("word", memory[second_base + pc]) for pc in range(second_count)]
+
+
+@pytest.mark.parametrize("value", [0, 3])
+def test_fetch_buffer_is_one_or_two_chunks(value):
+    with pytest.raises(ConfigError, match="fetch_buffer"):
+        Config(fetch_buffer=value)
