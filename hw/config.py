@@ -20,6 +20,7 @@ MAC_DSPS = ("generic", "ice40_dual")
 ARRAY_FEEDS = ("systolic", "broadcast")
 PERF_COUNTERS = ("all", "basic")
 UNIT_COMMANDS = ("copy", "queue")
+DMA_CMD_FIELDS = ("full", "legal")
 
 
 class ConfigError(ValueError):
@@ -76,17 +77,26 @@ class Config:
       max_outstanding   read bursts in flight at once.
       dram_base, dram_size
                         reset value of the DRAM window the DMA may touch.
+      dma_cmd_fields    "full": the DMA takes any 2D command (16-bit ``rows`` and
+                        ``row_bytes``); "legal" (small FPGAs): those fields, and the DMA's
+                        row arithmetic, only as wide as the largest value a legal LOAD /
+                        STORE or an instruction fetch issues (``hw.burst.dma_cmd_limits``).
 
     Control (small FPGAs trade these buffers for logic)
       queue_depth       instructions waiting in each of the load / exec / store queues.
+      fetch_buffer      chunks the fetch buffer holds: 2 (the next chunk arrives while one
+                        is dispatched) or 1 (the next is requested once the buffer is empty:
+                        ``fetch_chunk`` instruction rows of flip-flops fewer; small FPGAs).
       fetch_chunk       instructions per instruction-fetch DMA command; the fetch buffer
-                        holds two chunks.
+                        holds ``fetch_buffer`` chunks.
       perf_counters     "all" or "basic": only PERF_CYCLES and the DMA byte counts count,
                         the other PERF_* registers read 0.
       unit_commands     "copy": the load and store units copy the instruction they run out
                         of their queue, which takes the next one meanwhile; "queue": they run
                         the head of their queue and free its slot when it completes (no
-                        copy; the queue then holds the running instruction too).
+                        copy; the queue then holds the running instruction too), and the
+                        exec unit issues its queue's head in place, freeing the slot as it
+                        starts it.
     """
 
     rows: int = _knob(16, "systolic array rows R (the reduction dimension in WS)")
@@ -119,13 +129,19 @@ class Config:
     max_outstanding: int = _knob(8, "DMA read bursts in flight")
     dram_base: int = _knob(0, "reset value of the DRAM window base address")
     dram_size: int = _knob(1 << 31, "reset value of the DRAM window size in bytes")
+    dma_cmd_fields: str = _knob("full", "DMA command rows/row_bytes: full (16 bits, any 2D"
+                                        " command), or legal (as wide as legal LOAD/STORE and"
+                                        " fetch commands need; small FPGAs)")
     queue_depth: int = _knob(8, "instructions waiting in each unit queue (1..64)")
-    fetch_chunk: int = _knob(8, "instructions per fetch DMA command (1..64); two are buffered")
+    fetch_chunk: int = _knob(8, "instructions per fetch DMA command (1..64); fetch_buffer of"
+                                 " them are buffered")
+    fetch_buffer: int = _knob(2, "chunks the fetch buffer holds: 2 (the next arrives while one"
+                                 " is dispatched), or 1 (fetched once it is empty; small FPGAs)")
     perf_counters: str = _knob("all", "performance counters: all, or basic (PERF_CYCLES and the"
                                       " DMA byte counts; the other PERF_* read 0)")
-    unit_commands: str = _knob("copy", "load/store units: copy the instruction they run out of"
-                                       " the queue, or queue (run its head, free the slot when"
-                                       " done: no copy, small FPGAs)")
+    unit_commands: str = _knob("copy", "load/store/exec units: copy the instruction they run out"
+                                       " of the queue, or queue (run its head, free the slot when"
+                                       " done, exec when started: no copy, small FPGAs)")
 
     MAX_DIM: ClassVar[int] = 512
     MAX_QUEUE: ClassVar[int] = 64
@@ -186,6 +202,7 @@ class Config:
                     "serial requantises one column at a time: it needs output_lanes=1")
         self._check("acc_read_ports", self.acc_read_ports in (1, 2), "must be 1 or 2")
         self._check("sp_read_buffer", self.sp_read_buffer in (1, 2), "must be 1 or 2")
+        self._check("fetch_buffer", self.fetch_buffer in (1, 2), "must be 1 or 2")
         self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")
         self._check("addr_width", isinstance(self.addr_width, int)
                     and 16 <= self.addr_width <= 32, "must be from 16 to 32")
@@ -206,6 +223,8 @@ class Config:
                     f"must be one of {PERF_COUNTERS}")
         self._check("unit_commands", self.unit_commands in UNIT_COMMANDS,
                     f"must be one of {UNIT_COMMANDS}")
+        self._check("dma_cmd_fields", self.dma_cmd_fields in DMA_CMD_FIELDS,
+                    f"must be one of {DMA_CMD_FIELDS}")
         for name in ("queue_depth", "fetch_chunk"):
             value = getattr(self, name)
             self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_QUEUE,

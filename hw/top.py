@@ -60,11 +60,12 @@ class TensorCore(wiring.Component):
         dma = Dma(cfg)
         m.submodules.dma = ResetInserter(ctrl.bus_reset)(dma)
         # The watchdog's forced stop resets the DMA mid-transfer; the guard completes the
-        # bursts it had started, so the bus never sees a protocol violation.
+        # bursts it had started, so the bus never sees a protocol violation. It re-presents
+        # an interrupted request from the DMA's reset-less payload, which `pause` keeps.
         m.submodules.bus_guard = guard = AxiGuard(
             addr_width=cfg.addr_width, data_width=cfg.dma_data_width, id_width=cfg.id_width,
             max_outstanding=cfg.max_outstanding)
-        m.d.comb += guard.isolate.eq(ctrl.bus_reset)
+        m.d.comb += [guard.isolate.eq(ctrl.bus_reset), dma.pause.eq(guard.draining)]
 
         # The datapath is cleared between programs (after an error or abort).
         def datapath(name, component):

@@ -20,6 +20,7 @@ def test_default_is_the_documented_design():
     ("scratchpad_banks", 3), ("scratchpad_kib", 3), ("accumulator_kib", 3),
     ("output_lanes", 5), ("dma_data_width", 256), ("max_burst_beats", 100),
     ("max_outstanding", 0), ("dram_size", 0), ("id_width", 0), ("addr_width", 40),
+    ("dma_cmd_fields", "narrow"),
 ])
 def test_invalid_values_name_the_parameter(name, value):
     with pytest.raises(ConfigError, match=f"Config.{name}="):
