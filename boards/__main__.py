@@ -154,7 +154,8 @@ def _failure(target, path):
     log = path / f"{target.name}.tim"
     errors = re.findall(r"^ERROR: (.*)$", log.read_text(), re.M) if log.exists() else []
     synth = _synth_report(target, path)
-    over = overflow(synth, DEVICE_TOTALS.get(target.platform.device, {}))
+    over = (overflow(synth, DEVICE_TOTALS.get(target.platform.device, {}))
+            or packed_overflow(log.read_text() if log.exists() else ""))
     if over:
         failure = f"does not fit: {over}"
     else:
@@ -162,6 +163,15 @@ def _failure(target, path):
     return {"board": target.name, "device": target.platform.device, "clk_hz": target.sync_hz,
             "config": target.cfg.to_dict(), "utilization": {}, "fmax": {},
             "synth": synth, "timing_met": False, "failure": failure}
+
+
+def packed_overflow(nextpnr_log):
+    """The packed cell types nextpnr found more of than the device has, from its
+    "Device utilisation" lines, e.g. ``"ICESTORM_LC 6325 > 5280"`` ("" if none): LUTs and
+    flip-flops may each fit while the logic cells holding them do not."""
+    return ", ".join(f"{name} {used} > {avail}" for name, used, avail in re.findall(
+        r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%$", nextpnr_log, re.M)
+        if int(used) > int(avail))
 
 
 def overflow(synth, totals):

@@ -95,3 +95,8 @@ def test_synth_cells_and_table_row(tmp_path):
     assert cli.overflow(cells, cli.DEVICE_TOTALS["iCE40UP5K"]) == (
         "LUT 10918 > 5280, DSP 20 > 8, BRAM 51 > 30")
     assert cli.overflow({"LUT": 5000}, cli.DEVICE_TOTALS["iCE40UP5K"]) == ""
+    # LUTs and FFs may each fit while the logic cells holding them do not.
+    log = ("Info: Device utilisation:\nInfo: \t         ICESTORM_LC:    6325/   5280   119%\n"
+           "Info: \t        ICESTORM_RAM:      18/     30    60%\n")
+    assert cli.packed_overflow(log) == "ICESTORM_LC 6325 > 5280"
+    assert cli.packed_overflow(log.replace("6325", "5000")) == ""
