@@ -46,9 +46,10 @@ def test_controller_with_shallow_queues(monkeypatch, depth):
     cfg = controller_tests.CFG.replace(queue_depth=depth)
     monkeypatch.setattr(controller_tests, "CFG", cfg)
     monkeypatch.setattr(controller_tests, "QUEUE_DEPTH", depth)
-    controller_tests.test_random_programs_respect_tokens_and_order(latency=3)
-    controller_tests.test_no_deadlock_while_a_queue_is_full_behind_a_slow_token()
-    controller_tests.test_deadlock_reports_the_oldest_waiting_instruction()
+    controller_tests.test_random_programs_respect_tokens_and_order(latency=3, cfg=cfg)
+    controller_tests.test_no_deadlock_while_a_queue_is_full_behind_a_slow_token(cfg)
+    for order in ("exec_first", "store_first", "load_first"):
+        controller_tests.test_deadlock_reports_the_oldest_waiting_instruction(cfg, order)
 
 
 # ---- fetcher: a model DMA read engine behind it ------------------------------------------
