@@ -11,8 +11,7 @@ from .accumulator import acc_write_layout
 from .burst import dma_cmd_layout, dma_status_layout
 from .decoder import QPARAM_ROWS, field_limits, instruction_layout, legal_bits
 from .dma import dma_data_layout
-from .queues import (CommandPacking, UnitPort, command_layout, complete_or_fault,
-                     hold_instruction, pc_width)
+from .queues import UnitCommand, UnitPort, command_layout, complete_or_fault, hold_instruction
 from .scratchpad import sp_write_layout
 
 
@@ -81,18 +80,11 @@ class LoadUnit(wiring.Component):
         bus_bits = cfg.dma_data_width
         max_beats = row_beats(self._max_row_bytes, cfg.bus_bytes)
 
-        copy = cfg.unit_commands == "copy"
-        if copy:
-            # The held instruction keeps only the bits a legal LOAD can have set and the DMA
-            # uses.
-            mask, ones = legal_bits(cfg, Queue.LOAD)
-            packing = CommandPacking(mask & dma_field_mask("LOAD", self.rd_cmd.payload), ones,
-                                     pc_width(cfg))
-            held = Signal(packing.width)
-            command = data.View(command_layout(cfg), packing.unpack(held))
-        else:
-            # The queue's head stays until the instruction completes (it is taken then).
-            command = self.cmd.payload
+        # A held copy keeps only the bits a legal LOAD can have set and the DMA uses.
+        mask, ones = legal_bits(cfg, Queue.LOAD)
+        unit_command = UnitCommand(cfg, self.cmd,
+                                   mask & dma_field_mask("LOAD", self.rd_cmd.payload), ones)
+        copy, command = unit_command.copy, unit_command.command
         instr = data.View(instruction_layout("LOAD"), command.word)
         pc = command.pc
         local_addr = Signal(range(field_limits(cfg, "LOAD")["rows"] + 1))
@@ -128,9 +120,7 @@ class LoadUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
-                    if copy:
-                        m.d.comb += self.cmd.ready.eq(1)
-                        m.d.sync += held.eq(packing.pack(self.cmd.payload))
+                    unit_command.start(m)
                     m.next = "TOKENS"
             with m.State("TOKENS"):
                 m.d.comb += self.ctrl.request.eq(1)

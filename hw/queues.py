@@ -1,6 +1,6 @@
 """What the controller and the three execution units (load, exec, store) exchange."""
 
-from amaranth.hdl import Cat, Const, Mux, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -63,6 +63,33 @@ class CommandPacking:
         for index, bit in enumerate(self._stored):
             bits[bit] = packed[index]
         return Cat(*bits, packed[len(self._stored):])
+
+
+class UnitCommand:
+    """The instruction a unit runs, from its queue's ``head`` (a stream of
+    :func:`command_layout`).
+
+    With ``cfg.unit_commands == "copy"`` (:attr:`copy`) the unit takes the head as it starts
+    and holds it in the bits ``mask`` / ``ones`` leave (:class:`CommandPacking`); with
+    ``"queue"`` the head stays in the queue until the unit takes it when done.
+    :attr:`command` is the :func:`command_layout` value the unit runs.
+    """
+
+    def __init__(self, cfg, head, mask, ones):
+        self.copy = cfg.unit_commands == "copy"
+        self._head = head
+        if self.copy:
+            self._packing = CommandPacking(mask, ones, pc_width(cfg))
+            self._held = Signal(self._packing.width, name="held")
+            self.command = data.View(command_layout(cfg), self._packing.unpack(self._held))
+        else:
+            self.command = head.payload
+
+    def start(self, m):
+        """In the cycle the unit starts on a valid head: take it, if the unit copies."""
+        if self.copy:
+            m.d.comb += self._head.ready.eq(1)
+            m.d.sync += self._held.eq(self._packing.pack(self._head.payload))
 
 
 def error_layout(cfg):

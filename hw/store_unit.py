@@ -14,8 +14,7 @@ from .decoder import QPARAM_ROWS, field_limits, instruction_layout, legal_bits
 from .dma import dma_data_layout
 from .load_unit import dma_field_mask, qparam_write_layout, row_beats
 from .output_pipeline import PARAM_WIDTH, ColParam, OutputPipeline, SerialOutputPipeline
-from .queues import (CommandPacking, UnitPort, command_layout, complete_or_fault,
-                     hold_instruction, pc_width)
+from .queues import UnitCommand, UnitPort, command_layout, complete_or_fault, hold_instruction
 
 
 __all__ = ["StoreUnit"]
@@ -89,20 +88,14 @@ class StoreUnit(wiring.Component):
         config_word = Signal(isa.INSTR_BITS, init=reset_config)
         config = data.View(instruction_layout("CONFIG"), config_word)
 
-        copy = cfg.unit_commands == "copy"
-        if copy:
-            # The held command keeps only the bits a legal STORE can have set and the DMA
-            # uses (a CONFIG needs its token flags, which are in the same place, and is
-            # applied as it is taken).
-            mask, ones = legal_bits(cfg, Queue.STORE)
-            packing = CommandPacking(mask & _store_bits(cfg)
-                                     & dma_field_mask("STORE", self.wr_cmd.payload),
-                                     ones, pc_width(cfg))
-            held = Signal(packing.width)
-            command = data.View(command_layout(cfg), packing.unpack(held))
-        else:
-            # The queue's head stays until the instruction completes (it is taken then).
-            command = self.cmd.payload
+        # A held copy keeps only the bits a legal STORE can have set and the DMA uses (a
+        # CONFIG needs its token flags, which are in the same place, and is applied as it is
+        # taken).
+        mask, ones = legal_bits(cfg, Queue.STORE)
+        unit_command = UnitCommand(
+            cfg, self.cmd, mask & _store_bits(cfg) & dma_field_mask("STORE", self.wr_cmd.payload),
+            ones)
+        copy, command = unit_command.copy, unit_command.command
         instr = data.View(instruction_layout("STORE"), command.word)
         pc = command.pc
         params = pipeline.params
@@ -167,9 +160,7 @@ class StoreUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
-                    if copy:
-                        m.d.comb += self.cmd.ready.eq(1)
-                        m.d.sync += held.eq(packing.pack(self.cmd.payload))
+                    unit_command.start(m)
                     m.d.sync += [rows_req.eq(incoming.rows), rows_out.eq(incoming.rows),
                                  acc_ptr.eq(incoming.acc_addr)]
                     # The CONFIG is only read by the STOREs after it, which start after it
