@@ -132,6 +132,8 @@ class Target:
 # low 16 bits of each add (mac_dsp="ice40_dual", hw/ice40_mac.py); so no -dsp for yosys.
 # Each activation reaches its 4-cell row at once (array_feed="broadcast"): no horizontal or
 # deskew registers in the array.
+# iCE40 block RAM has no transparent read port, so an accumulate (or read) of the row
+# being written waits a cycle (acc_forward="stall") instead of a 129-register bypass.
 # The DMA's row counters are only as wide as legal commands need (dma_cmd_fields="legal"):
 # 9-bit rows, 5-bit row_bytes, and every row fits one burst, so rows are cut only at a page.
 ICEBREAKER_CFG = Config(
@@ -140,7 +142,7 @@ ICEBREAKER_CFG = Config(
     output_lanes=1, output_lane="serial", acc_read_ports=1, dma_data_width=32, addr_width=17,
     id_width=1, max_burst_beats=16, max_outstanding=1, dram_base=0, dram_size=128 * KIB,
     queue_depth=1, fetch_chunk=1, fetch_buffer=1, perf_counters="basic", unit_commands="queue",
-    sp_read_buffer=1, dma_cmd_fields="legal")
+    sp_read_buffer=1, dma_cmd_fields="legal", acc_forward="stall")
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
 ECP5_85F_CFG = Config(

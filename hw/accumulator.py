@@ -5,7 +5,7 @@ them back for the output pipeline. The rows live in one block RAM with a registe
 port for the read-modify-write and one for the store path.
 """
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -53,11 +53,22 @@ def acc_read_resp_layout(cfg):
     return data.StructLayout({"data": acc_row_layout(cfg)})
 
 
+class _RegisteredRead:
+    """An asynchronous read port's ``addr`` and ``data`` registered under ``en``."""
+
+    def __init__(self, port, name):
+        self.addr = port.addr
+        self.en = Signal(name=f"{name}_en")
+        self.data = Signal.like(port.data, reset_less=True, name=f"{name}_data")
+
+
 class Accumulator(wiring.Component):
     """``cfg.acc_rows`` rows of ``cfg.cols`` signed ``cfg.acc_width``-bit accumulators.
 
     Ports
-      write      In(stream{addr, data, accumulate}). Always ready: one row per cycle.
+      write      In(stream{addr, data, accumulate}). One row per cycle: always ready with
+                 ``cfg.acc_forward == "bypass"``; with "stall" an accumulate to the row
+                 accepted in the previous cycle waits one cycle (``ready`` low).
                  ``accumulate = 0`` stores ``data``; ``accumulate = 1`` stores
                  ``row + data`` (each value wrapping at ``acc_width`` bits).
       read_req   In(stream{addr}). One request per cycle while ``read_resp`` keeps up.
@@ -68,9 +79,11 @@ class Accumulator(wiring.Component):
 
     Latency
       A write is in the memory 2 cycles after it is accepted; read-modify-writes forward the
-      row being written, so back-to-back accumulates (to one row or not) are exact.
-      A read response is valid the cycle after its request is accepted. A read sees every
-      write accepted in an earlier cycle (the read ports are transparent to the write port).
+      row being written ("bypass") or wait for it ("stall"), so back-to-back accumulates (to
+      one row or not) are exact. A read response is valid the cycle after its request is
+      accepted. A read sees every write accepted in an earlier cycle ("bypass": the read
+      ports are transparent to the write port; "stall": a read request for the row accepted
+      by the write port in the previous cycle waits one cycle).
 
     Throughput
       ``cfg.acc_read_ports == 2``: one write and one read per cycle, concurrently.
@@ -84,6 +97,9 @@ class Accumulator(wiring.Component):
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a hw.config.Config, not {cfg!r}")
         self._cfg = cfg
+        #: Simulation check, not a port: a read port reads the row written in its cycle,
+        #: whose data the block RAM does not define ("stall" never does).
+        self.read_collision = Signal()
         super().__init__({
             "write": In(stream.Signature(acc_write_layout(cfg))),
             "read_req": In(stream.Signature(acc_read_req_layout(cfg))),
@@ -93,46 +109,82 @@ class Accumulator(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
+        stall = cfg.acc_forward == "stall"
+        # With "stall" no read ever uses a row read in the cycle it is written (see
+        # _write_path), so the block RAM may do what it likes then (no_rw_check: yosys adds
+        # no bypass).
         m.submodules.mem = mem = memory.Memory(shape=acc_row_layout(cfg), depth=cfg.acc_rows,
-                                               init=[])
+                                               init=[], attrs={"no_rw_check": 1} if stall else {})
         wr = mem.write_port()
-        # Transparency forwards the row written in the same cycle: that is the row the
+        # "bypass": transparency forwards the row written in the same cycle, the row the
         # previous beat is producing, so accumulates to one row on consecutive cycles chain.
-        rmw = mem.read_port(transparent_for=(wr,))
+        rmw = self._read_port(m, mem, wr, "rmw")
+        # The row in stage 1 is written this cycle; with "stall" it cannot be read now.
+        s1_valid = Signal()
+        s1 = Signal(acc_write_layout(cfg))
+        def in_flight(addr):
+            return s1_valid & (s1.addr == addr)
         read_accept = Signal()
         mem_valid = Signal()    # the read port's output register holds a requested row
+        read_free = ~in_flight(self.read_req.payload.addr) if stall else 1
         if cfg.acc_read_ports == 2:
-            rd = mem.read_port(transparent_for=(wr,))
-            self._read_path(m, rd, read_accept, mem_valid, read_allowed=1)
+            rd = self._read_port(m, mem, wr, "rd")
+            self._read_path(m, rd, read_accept, mem_valid, read_allowed=read_free)
             m.d.comb += [rd.addr.eq(self.read_req.payload.addr), rd.en.eq(read_accept)]
         else:
             # A write may take the port while a read response waits in the skid, so a read
             # waits until the previous row has left the port's output register (an unbuffered
             # response leaves in its cycle).
             allowed = ~self.write.valid
+            if stall:
+                allowed &= read_free
             if not acc_read_unbuffered(cfg):
                 allowed &= ~mem_valid
             self._read_path(m, rmw, read_accept, mem_valid, read_allowed=allowed)
-        self._write_path(m, wr, rmw)
+        self._write_path(m, wr, rmw, s1_valid, s1, in_flight)
         if cfg.acc_read_ports == 1:
             # A read borrows the port in a cycle without a write.
             with m.If(read_accept):
                 m.d.comb += [rmw.addr.eq(self.read_req.payload.addr), rmw.en.eq(1)]
+        if stall:
+            ports = (rmw,) if cfg.acc_read_ports == 1 else (rmw, rd)
+            m.d.comb += self.read_collision.eq(
+                wr.en & Cat(port.en & (port.addr == wr.addr) for port in ports).any())
         return m
 
-    def _write_path(self, m, wr, rmw):
+    def _read_port(self, m, mem, wr, name):
+        """A read port of ``mem`` with ``addr``, ``en`` and a registered ``data``: transparent
+        to ``wr`` ("bypass"), or an asynchronous port and a reset-less register, which yosys
+        folds into the block RAM as a port with no defined read-during-write ("stall")."""
+        if self._cfg.acc_forward == "bypass":
+            return mem.read_port(transparent_for=(wr,))
+        port = mem.read_port(domain="comb")
+        registered = _RegisteredRead(port, name)
+        with m.If(registered.en):
+            m.d.sync += registered.data.eq(port.data)
+        return registered
+
+    def _write_path(self, m, wr, rmw, s1_valid, s1, in_flight):
         cfg = self._cfg
         # Stage 1 holds the accepted beat while its row is read; it is written at the end.
-        s1_valid = Signal()
-        s1 = Signal(acc_write_layout(cfg))
+        # With "stall" an accumulate to the row in stage 1 waits a cycle: its read would
+        # not see that write.
+        write = self.write
+        if cfg.acc_forward == "stall":
+            m.d.comb += write.ready.eq(~(write.payload.accumulate & in_flight(write.payload.addr)))
+        else:
+            m.d.comb += write.ready.eq(1)
+        # ("stall": only an accumulate reads its row, so no read meets a write to its row.)
+        reads_row = write.valid & write.ready
+        if cfg.acc_forward == "stall":
+            reads_row &= write.payload.accumulate
         m.d.comb += [
-            self.write.ready.eq(1),
-            rmw.addr.eq(self.write.payload.addr),
-            rmw.en.eq(self.write.valid),
+            rmw.addr.eq(write.payload.addr),
+            rmw.en.eq(reads_row),
         ]
         m.d.sync += [
-            s1_valid.eq(self.write.valid),
-            s1.eq(self.write.payload),
+            s1_valid.eq(write.valid & write.ready),
+            s1.eq(write.payload),
         ]
         m.d.comb += [
             wr.addr.eq(s1.addr),

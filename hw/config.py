@@ -20,6 +20,7 @@ MAC_DSPS = ("generic", "ice40_dual")
 ARRAY_FEEDS = ("systolic", "broadcast")
 PERF_COUNTERS = ("all", "basic")
 UNIT_COMMANDS = ("copy", "queue")
+ACC_FORWARDS = ("bypass", "stall")
 DMA_CMD_FIELDS = ("full", "legal")
 
 
@@ -68,6 +69,11 @@ class Config:
       acc_read_ports    2: the store path has its own accumulator read port; 1: it reads
                         through the read-modify-write port between writes (one block-RAM
                         copy of the rows instead of two).
+      acc_forward       how a read sees the row written in the same cycle: "bypass" (the
+                        read ports are transparent, so back-to-back accumulates to one row
+                        run at full rate) or "stall" (iCE40 block RAM has no transparent
+                        port, so a bypass costs a register and a mux per bit of a row: the
+                        accumulate or read of that row waits one cycle instead).
 
     Bus
       dma_data_width    AXI4 master data width in bits (32, 64 or 128).
@@ -122,6 +128,9 @@ class Config:
                                    " or 1 (ready follows read_resp.ready; small FPGAs)")
     acc_read_ports: int = _knob(2, "accumulator read ports: 2, or 1 (the store path reads"
                                    " between writes; half the block RAM)")
+    acc_forward: str = _knob("bypass", "a read of the row being written: bypass (transparent"
+                                       " ports), or stall (wait a cycle; no bypass registers,"
+                                       " iCE40)")
     dma_data_width: int = _knob(128, "AXI4 master data width in bits: 32, 64 or 128")
     addr_width: int = _knob(32, "AXI address width in bits")
     id_width: int = _knob(4, "AXI ID width in bits")
@@ -201,6 +210,8 @@ class Config:
         self._check("output_lane", self.output_lane != "serial" or self.output_lanes == 1,
                     "serial requantises one column at a time: it needs output_lanes=1")
         self._check("acc_read_ports", self.acc_read_ports in (1, 2), "must be 1 or 2")
+        self._check("acc_forward", self.acc_forward in ACC_FORWARDS,
+                    f"must be one of {ACC_FORWARDS}")
         self._check("sp_read_buffer", self.sp_read_buffer in (1, 2), "must be 1 or 2")
         self._check("fetch_buffer", self.fetch_buffer in (1, 2), "must be 1 or 2")
         self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")

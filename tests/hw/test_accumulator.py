@@ -8,7 +8,7 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
 from hw.accumulator import Accumulator, acc_addr_width, acc_read_unbuffered
-from hw.config import Config
+from hw.config import Config, ConfigError
 from sim import golden
 
 
@@ -101,12 +101,22 @@ def run_rounds(cfg, seed, rounds=6):
             if valid and ready:
                 got.append([data[j] for j in range(cfg.cols)])
 
+    collisions = []
+
+    async def collision_monitor(ctx):
+        async for _, _, collision in ctx.tick().sample(dut.read_collision):
+            if collision:
+                collisions.append(collision)
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(writer)
     sim.add_testbench(reader)
     sim.add_testbench(responder)
+    if cfg.acc_forward == "stall":
+        sim.add_process(collision_monitor)
     sim.run()
+    assert not collisions, "a read port read the row written in its cycle"
     assert len(got) == len(expected)
     for n, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"read {n}: {g} != {e}"
@@ -118,6 +128,15 @@ def run_rounds(cfg, seed, rounds=6):
 def test_random_writes_and_reads_match_a_dict_model(acc_width, acc_read_ports, output_lane):
     cfg = small_config(acc_width=acc_width, acc_read_ports=acc_read_ports,
                        output_lane=output_lane, output_lanes=1)
+    run_rounds(cfg, _seed())
+
+
+@pytest.mark.parametrize("acc_read_ports", [2, 1])
+@pytest.mark.parametrize("output_lane", ["pipelined", "serial"])
+def test_stall_random_writes_and_reads_match_a_dict_model(acc_read_ports, output_lane):
+    """acc_forward="stall": the same traffic, exact, and no read meets a write to its row."""
+    cfg = small_config(acc_read_ports=acc_read_ports, output_lane=output_lane, output_lanes=1,
+                       acc_forward="stall")
     run_rounds(cfg, _seed())
 
 
@@ -156,28 +175,39 @@ def test_unbuffered_shared_port_reads_every_cycle_without_writes():
     assert got == rows
 
 
+@pytest.mark.parametrize("acc_forward", ["bypass", "stall"])
 @pytest.mark.parametrize("acc_read_ports", [2, 1])
-def test_back_to_back_accumulates_to_one_row_then_read_next_cycle(acc_read_ports):
-    cfg = small_config(acc_read_ports=acc_read_ports)
+def test_back_to_back_accumulates_to_one_row_then_read_next_cycle(acc_read_ports, acc_forward):
+    """Writes offered every cycle: "bypass" takes one per cycle and the read right after;
+    "stall" makes each accumulate, and the read, wait one cycle for the write before it."""
+    cfg = small_config(acc_read_ports=acc_read_ports, acc_forward=acc_forward)
     dut = Accumulator(cfg)
     base = [golden.INT32_MAX, golden.INT32_MIN, 5, -7]
     adds = [[1, -1, 3, 7], [2, -2, -10, 0], [golden.INT32_MAX, 1, 1, 1]]
     results = []
+    wait = 1 if acc_forward == "stall" else 0
+
+    async def offer(ctx, stream):
+        """Hold ``stream`` valid until taken; the cycles it waited."""
+        ctx.set(stream.valid, 1)
+        waited = 0
+        while not ctx.get(stream.ready):
+            await ctx.tick()
+            waited += 1
+        await ctx.tick()
+        ctx.set(stream.valid, 0)
+        return waited
 
     async def bench(ctx):
         ctx.set(dut.read_resp.ready, 1)
-        ctx.set(dut.write.valid, 1)
         ctx.set(dut.write.payload, {"addr": 3, "data": base, "accumulate": 0})
-        await ctx.tick()
+        assert await offer(ctx, dut.write) == 0
         for row in adds:
             ctx.set(dut.write.payload, {"addr": 3, "data": row, "accumulate": 1})
-            await ctx.tick()
-        ctx.set(dut.write.valid, 0)
+            assert await offer(ctx, dut.write) == wait
         # Read in the cycle right after the last write was accepted.
-        ctx.set(dut.read_req.valid, 1)
         ctx.set(dut.read_req.payload.addr, 3)
-        await ctx.tick()
-        ctx.set(dut.read_req.valid, 0)
+        assert await offer(ctx, dut.read_req) == wait
         _, _, valid, data = await ctx.tick().sample(dut.read_resp.valid,
                                                     dut.read_resp.payload.data)
         assert valid
@@ -236,3 +266,9 @@ def test_rejects_a_non_config():
         with pytest.raises(TypeError, match="cfg"):
             Accumulator(None)
         gc.collect()
+
+
+def test_acc_forward_is_validated():
+    with pytest.raises(ConfigError, match="acc_forward"):
+        Config(acc_forward="forward")
+    assert Config().acc_forward == "bypass"
