@@ -1,5 +1,7 @@
 """The UART bridge: framed requests (boards/protocol.py) to register and memory accesses."""
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -116,9 +118,16 @@ class Bridge(wiring.Component):
         lane_bits = (self.word_bytes - 1).bit_length()
         info = self.info.encode()
 
-        m.submodules.buf = buf = Memory(shape=8, depth=self.max_payload, init=[])
+        # The buffer is written while a frame is received and read while it is carried out,
+        # never both: its reads during writes (at the same index) are undefined and unused
+        # (``no_rw_check``, and an asynchronous port with a reset-less register, which yosys
+        # folds into the block RAM without adding registers for a defined collision).
+        m.submodules.buf = buf = Memory(shape=8, depth=self.max_payload, init=[],
+                                        attrs={"no_rw_check": 1})
         buf_wr = buf.write_port()
-        buf_rd = buf.read_port()
+        buf_comb = buf.read_port(domain="comb")
+        buf_rd = SimpleNamespace(addr=buf_comb.addr, data=Signal(8, reset_less=True))
+        m.d.sync += buf_rd.data.eq(buf_comb.data)
 
         # Fields of the request. Commands outside the bits of Command are stored as 0, which
         # is none of them. Data registers need no reset: the frame loads them first.

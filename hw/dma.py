@@ -72,13 +72,15 @@ def _sat_sub_bus(count, bus_bytes):
 
 
 class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
-    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (``depth >= 2``), cycle for cycle, with
-    a read port transparent to the write port.
+    """:class:`~amaranth.lib.fifo.SyncFIFOBuffered` (``depth >= 2``), cycle for cycle, whose
+    storage has no defined read-during-write.
 
     The storage is never read and written at one address in the same cycle (a write needs a
-    free entry, a read a filled one), so transparency changes nothing, but it is what block
-    RAM mapping makes cheap: for a read port returning the old data on a collision yosys
-    delays every write by a cycle and adds a bypass, twice the registers of the bus width.
+    free entry, a read a filled one), so what such a read would return does not matter, and
+    the memory says so (``no_rw_check``; its read port is asynchronous with a reset-less
+    register, which yosys folds into the block RAM). Otherwise yosys adds registers to give
+    a defined result: a bypass of the data width for a transparent port, twice that for one
+    returning the old data (iCE40 block RAM has neither).
     """
 
     def __init__(self, *, width, depth):
@@ -89,9 +91,11 @@ class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
     def elaborate(self, platform):
         m = Module()
         inner_depth = self.depth - 1
-        storage = m.submodules.storage = Memory(shape=self.width, depth=inner_depth, init=[])
+        storage = m.submodules.storage = Memory(shape=self.width, depth=inner_depth, init=[],
+                                                attrs={"no_rw_check": 1})
         w_port = storage.write_port()
-        r_port = storage.read_port(domain="sync", transparent_for=(w_port,))
+        r_port = storage.read_port(domain="comb")
+        r_data = Signal(self.width, reset_less=True)
         produce = Signal(range(inner_depth))
         consume = Signal(range(inner_depth))
         inner_level = Signal(range(inner_depth + 1))
@@ -104,13 +108,13 @@ class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
         m.d.comb += [
             self.w_rdy.eq(inner_level != inner_depth),
             w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
-            r_port.addr.eq(consume), r_port.en.eq(do_inner_read), self.r_data.eq(r_port.data),
+            r_port.addr.eq(consume), self.r_data.eq(r_data),
             self.w_level.eq(inner_level + self.r_rdy), self.r_level.eq(self.w_level),
         ]
         with m.If(do_write):
             m.d.sync += produce.eq(incr(produce))
         with m.If(do_inner_read):
-            m.d.sync += [consume.eq(incr(consume)), self.r_rdy.eq(1)]
+            m.d.sync += [consume.eq(incr(consume)), self.r_rdy.eq(1), r_data.eq(r_port.data)]
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
         m.d.sync += inner_level.eq(inner_level + do_write - do_inner_read)

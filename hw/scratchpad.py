@@ -114,7 +114,9 @@ class Scratchpad(wiring.Component):
             rd = mem.read_port(domain="comb")
             wr = mem.write_port()
             rd_en = Signal(name=f"read_bank{b}")
-            rd_data = Signal(sp_row_layout(cfg), name=f"bank{b}_row")
+            # Reset-less: only a read's row is used, and a reset would cost the block RAM
+            # (whose output register has no reset) a mux per bit.
+            rd_data = Signal(sp_row_layout(cfg), name=f"bank{b}_row", reset_less=True)
             with m.If(rd_en & ~wr.en):
                 m.d.sync += rd_data.eq(rd.data)
             ports.append((rd, wr, rd_en, rd_data))

@@ -310,7 +310,7 @@ class StoreUnit(wiring.Component):
         m.submodules.qparam = mem = memory.Memory(shape=PARAM_WIDTH, depth=QPARAM_ROWS * C,
                                                   init=[])
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
-        value = Signal(PARAM_WIDTH)
+        value = Signal(PARAM_WIDTH, reset_less=True)     # used once loaded (``from_memory``)
         value_addr = Signal.like(rd.addr)
         fresh = Signal()            # value is the memory's word at value_addr
         with m.If(~wr.en):
