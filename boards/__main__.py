@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import hw  # noqa: F401  (points Amaranth at the YoWASP tools)
+from hw.ram import UNSET_RAM_READ_INIT
 
 from .targets import BOARDS, get_target
 from .top import BoardTop
@@ -56,15 +57,15 @@ def _build(target, *, do_build):
     platform = target.platform()
     top = BoardTop(target)
     overrides = {}
-    script = []
+    # Block RAM read registers lose their (unused) power-up value: see hw/ram.py.
+    script = [UNSET_RAM_READ_INIT]
     if not target.ram_init:
         script.append(f"delete {target.name}.{top.RAM_PATH}/t:$meminit_v2")
     if target.soft_multipliers():
         # synth_ice40 -dsp maps every $mul to a DSP; these become Booth-encoded adders first
         # (booth skips modules that still hold processes).
         script += ["proc", f"booth {target.soft_multipliers()}"]
-    if script:
-        overrides["script_after_read"] = "\n".join(script)
+    overrides["script_after_read"] = "\n".join(script)
     return platform, platform.build(
         top, name=target.name, build_dir=str(build_dir(target.name)),
         do_build=do_build, do_program=False, synth_opts=target.synth_opts, **overrides,

@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.axi import AXI4LiteSignature, AxiResp
 from hw.axi_sram import HostPortSignature
+from hw.ram import ram_read_register
 
 from . import protocol
 from .protocol import Command, Status
@@ -126,7 +127,7 @@ class Bridge(wiring.Component):
                                         attrs={"no_rw_check": 1})
         buf_wr = buf.write_port()
         buf_comb = buf.read_port(domain="comb")
-        buf_rd = SimpleNamespace(addr=buf_comb.addr, data=Signal(8, reset_less=True))
+        buf_rd = SimpleNamespace(addr=buf_comb.addr, data=ram_read_register(8, name="buf_data"))
         m.d.sync += buf_rd.data.eq(buf_comb.data)
 
         # Fields of the request. Commands outside the bits of Command are stored as 0, which

@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .config import Config
+from .ram import ram_read_register
 
 
 __all__ = [
@@ -59,7 +60,7 @@ class _RegisteredRead:
     def __init__(self, port, name):
         self.addr = port.addr
         self.en = Signal(name=f"{name}_en")
-        self.data = Signal.like(port.data, reset_less=True, name=f"{name}_data")
+        self.data = ram_read_register(port.data.shape(), name=f"{name}_data")
 
 
 class Accumulator(wiring.Component):

