@@ -52,8 +52,8 @@ class Controller(wiring.Component):
 
     Ports
       start, abort, prog_base, prog_count   from the registers; ``prog_count`` is PROG_COUNT
-                     saturated to :func:`~hw.queues.pc_width` bits
-                     (:func:`~hw.queues.saturate_count`), as are all pcs here.
+                     as the register holds it, saturated to :func:`~hw.queues.pc_width` bits
+                     (WARL), as are all pcs here.
       fetch_start, fetch_flush, fetch_busy, words   to/from the :class:`~hw.fetch.Fetcher`;
                      ``words`` come in program order from pc 0 after ``fetch_start`` (the
                      dispatcher counts them: its pc is the head's).

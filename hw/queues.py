@@ -1,6 +1,6 @@
 """What the controller and the three execution units (load, exec, store) exchange."""
 
-from amaranth.hdl import Cat, Const, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -9,7 +9,7 @@ from sw import isa
 from sw.isa import ErrorCause
 
 
-__all__ = ["pc_width", "saturate_count", "command_layout", "CommandPacking", "error_layout",
+__all__ = ["pc_width", "command_layout", "CommandPacking", "error_layout",
            "UnitPort", "hold_instruction", "complete_or_fault"]
 
 
@@ -22,17 +22,10 @@ def pc_width(cfg):
     one that wraps to address 0, so every pc the machine reaches (executed, faulting, or the
     fetch-fault marker) is at most ``2**(addr_width - 4)``, which needs ``addr_width - 3``
     bits. The host's PROG_COUNT, PC and ERR_PC stay 32-bit: a count past what the address
-    space holds is saturated to the largest pc (the same fetch fault ends the program
-    first), and PC / ERR_PC read zero-extended."""
+    space holds is saturated to the largest pc when written (a WARL register, see
+    hw/regmap.py; the same fetch fault ends the program first), and PC / ERR_PC read
+    zero-extended."""
     return cfg.addr_width - exact_log2(isa.INSTR_BYTES) + 1
-
-
-def saturate_count(cfg, count):
-    """The 32-bit PROG_COUNT ``count`` in :func:`pc_width` bits: a count the field cannot
-    hold becomes its largest value, still above every pc the machine reaches, so the program
-    ends exactly as with the full count."""
-    width = pc_width(cfg)
-    return Mux(count[width:] != 0, (1 << width) - 1, count[:width])
 
 
 def command_layout(cfg):

@@ -11,9 +11,17 @@ from .config import Config
 
 __all__ = ["Registers", "register_layout", "port_name", "set_port_name"]
 
+# Inputs of a LUT (iCE40 and ECP5): the widest address decode that costs one.
+_LUT_INPUTS = 4
 
-def register_layout(reg):
-    """The fields of ``reg`` at their bit positions (the shape of its hardware port)."""
+
+def register_layout(reg, cfg):
+    """The fields of ``reg`` at their bit positions (the shape of its hardware port); a WARL
+    register's one field is as wide as its legal values."""
+    legal = reg.legal(cfg)
+    if legal is not None:
+        (field,) = reg.fields
+        return data.FlexibleLayout(legal.bits, {field.name: data.Field(unsigned(legal.bits), 0)})
     return data.FlexibleLayout(reg.width, {
         f.name: data.Field(unsigned(f.width), f.lsb) for f in reg.fields})
 
@@ -31,6 +39,49 @@ def _strobe_mask(strb, lane_bits):
     return Cat(bit.replicate(lane_bits) for bit in strb)
 
 
+class _SlotDecoder:
+    """Address decodes of the register slots for the word index ``index``.
+
+    A decode compares the low ``_LUT_INPUTS`` index bits, one LUT shared by all the bits
+    it gates; a group of ``2**_LUT_INPUTS`` slots is selected by the other index bits. The
+    map is dense, so a window check covers the index bits above it. (Comparing every index
+    bit in each decode makes it wider than a LUT: on the iCE40 the register block took 40
+    LUTs more.)
+    """
+
+    _word_lsb = (regmap.REG_BYTES - 1).bit_length()
+
+    def __init__(self, registers, index):
+        slots = max(1, (max(reg.offset for reg in registers) >> self._word_lsb) + 1)
+        self._index_bits = max(1, (slots - 1).bit_length())
+        self._low_bits = min(self._index_bits, _LUT_INPUTS)
+        self._index = index
+        self._in_window = (index[self._index_bits:] == 0 if len(index) > self._index_bits
+                           else Const(1))
+        self.groups = {}
+        for reg in registers:
+            self.groups.setdefault(self._slot(reg) >> self._low_bits, []).append(reg)
+
+    def _slot(self, reg):
+        return reg.offset >> self._word_lsb
+
+    def low_selects(self, reg):
+        """The low index bits are ``reg``'s (only meaningful with its group selected)."""
+        return self._index[:self._low_bits] == self._slot(reg) % (1 << self._low_bits)
+
+    def group_selects(self, group):
+        return self._in_window & (self._index[self._low_bits:self._index_bits] == group)
+
+    def selects(self, reg):
+        return self.low_selects(reg) & self.group_selects(self._slot(reg) >> self._low_bits)
+
+    def hit(self, registers):
+        """``index`` is the slot of one of ``registers``."""
+        slots = sum(1 << self._slot(reg) for reg in registers)
+        return self._in_window & Const(slots, 1 << self._index_bits).bit_select(
+            self._index[:self._index_bits], 1)
+
+
 class Registers(wiring.Component):
     """The register map of :mod:`hw.regmap` behind an AXI4-Lite slave.
 
@@ -42,10 +93,12 @@ class Registers(wiring.Component):
                     before AWVALID, as AXI requires); B and R are held until accepted.
                     Unmapped addresses and writes to ``const`` or ``ro`` registers answer
                     SLVERR and change nothing (unmapped reads return 0). WSTRB selects the
-                    bytes written (``rw``), cleared (``w1c``) or pulsed (``cmd``).
+                    bytes written (``rw``), cleared (``w1c``) or pulsed (``cmd``). A WARL
+                    register (:class:`hw.regmap.Legal`) takes the legal value of the word
+                    its written bytes make with the value it holds.
       <name>        one per register, lower-case name, shaped by :func:`register_layout`
                     (``regs.status.busy``); also ``regs.port("STATUS")``:
-                      rw    Out: the stored value.
+                      rw    Out: the stored value (a WARL one: its legal value, narrower).
                       ro    In: read by the bus.
                       cmd   Out: the written 1 bits for exactly one cycle.
                       w1c   Out: the sticky bits.
@@ -81,7 +134,7 @@ class Registers(wiring.Component):
 
         members = {"s_axil": In(AXI4LiteSignature(regmap.ADDR_WIDTH, regmap.REG_BITS))}
         for reg in registers:
-            layout = register_layout(reg)
+            layout = register_layout(reg, cfg)
             if reg.access == "ro":
                 members[port_name(reg)] = In(layout)
             elif reg.access in ("rw", "cmd", "w1c"):
@@ -119,8 +172,8 @@ class Registers(wiring.Component):
         stored = {}
         for reg in self._registers:
             if reg.access in ("rw", "w1c"):
-                stored[reg.name] = Signal(reg.width, init=self._reset[reg.name],
-                                          name=f"{port_name(reg)}_q")
+                stored[reg.name] = Signal(len(self.port(reg.name).as_value()),
+                                          init=self._reset[reg.name], name=f"{port_name(reg)}_q")
                 m.d.comb += self.port(reg.name).eq(stored[reg.name])
         self._write_path(m, stored)
         self._read_path(m, stored)
@@ -156,38 +209,40 @@ class Registers(wiring.Component):
                 m.d.sync += pulse[reg.name].eq(0)
                 m.d.comb += self.port(reg.name).eq(pulse[reg.name])
 
+        decoder = _SlotDecoder(self._registers, bus.awaddr[word_lsb:])
+        writable = [reg for reg in self._registers if reg.access in regmap.WRITABLE]
         with m.If(write):
-            m.d.sync += b_valid.eq(1)
-            with m.Switch(bus.awaddr[word_lsb:]):
-                for reg in self._registers:
-                    with m.Case(reg.offset >> word_lsb):
-                        written = (w_data & strobe & reg.mask)[:reg.width]
-                        if reg.access == "rw":
-                            self._write_lanes(m, reg, stored[reg.name], w_data, w_strb)
-                            m.d.sync += b_resp.eq(AxiResp.OKAY)
-                        elif reg.access == "w1c":
-                            m.d.comb += clear[reg.name].eq(written)
-                            m.d.sync += b_resp.eq(AxiResp.OKAY)
-                        elif reg.access == "cmd":
-                            m.d.sync += [pulse[reg.name].eq(written), b_resp.eq(AxiResp.OKAY)]
-                        else:
-                            m.d.sync += b_resp.eq(AxiResp.SLVERR)
-                with m.Default():
-                    m.d.sync += b_resp.eq(AxiResp.SLVERR)
+            m.d.sync += [b_valid.eq(1),
+                         b_resp.eq(Mux(decoder.hit(writable), AxiResp.OKAY, AxiResp.SLVERR))]
+            for reg in writable:
+                with m.If(decoder.selects(reg)):
+                    written = (w_data & strobe & reg.mask)[:reg.width]
+                    if reg.access == "rw":
+                        self._write_rw(m, reg, stored[reg.name], w_data, w_strb)
+                    elif reg.access == "w1c":
+                        m.d.comb += clear[reg.name].eq(written)
+                    else:
+                        m.d.sync += pulse[reg.name].eq(written)
 
         for name, bits in clear.items():
             # A hardware event in the cycle software clears its bit must not be lost.
             m.d.sync += stored[name].eq((stored[name] & ~bits) | self.set_port(name).as_value())
 
-    @staticmethod
-    def _write_lanes(m, reg, value, w_data, w_strb):
-        """``value``'s field bits take ``w_data`` in the byte lanes ``w_strb`` enables: each
-        lane is a flip-flop enable, so the written bits need no mux."""
+    def _write_rw(self, m, reg, value, w_data, w_strb):
+        """``value`` takes the word that the ``w_data`` bytes ``w_strb`` enables make with
+        its other bytes, made legal (:meth:`hw.regmap.Register.legal_value`): a wrapping WARL
+        register keeps its low bits, a word above a clamping one's limit becomes the limit.
+        Unless it is clamped, a bit needs no mux: its lane's strobe is a flip-flop enable.
+        Clamped, each bit is one LUT (strobe, data, old bit, above) feeding its flip-flop:
+        they share a cell."""
         lane_bits = len(w_data) // len(w_strb)
-        for bit in range(reg.width):
-            if reg.mask >> bit & 1:
-                with m.If(w_strb[bit // lane_bits]):
-                    m.d.sync += value[bit].eq(w_data[bit])
+        word = Cat(Mux(w_strb[bit // lane_bits], w_data[bit],
+                       value[bit] if bit < len(value) else 0)
+                   for bit in range(len(w_data))) & reg.mask
+        legal = reg.legal(self._cfg)
+        if legal is not None and not legal.wrap:
+            word = Mux(word[legal.above_from:].any(), legal.limit, word)
+        m.d.sync += value.eq(word)
 
     def _read_path(self, m, stored):
         bus = self.s_axil
@@ -205,20 +260,17 @@ class Registers(wiring.Component):
             m.d.sync += r_valid.eq(0)
         # The read data is the OR of every register's value gated by its address decode: each
         # 4-input LUT merges two gated values, where a mux tree over the index bits needs one
-        # LUT per value (and the decodes are shared by all 32 bits). The map is dense, so the
-        # decodes compare only the low index bits, and a window check covers the rest.
-        index = bus.araddr[word_lsb:]
-        slots = max(1, (max(reg.offset for reg in self._registers) >> word_lsb) + 1)
-        index_bits = max(1, (slots - 1).bit_length())
-        in_window = index[index_bits:] == 0 if len(index) > index_bits else Const(1)
+        # LUT per value (and the decodes are shared by all 32 bits). The registers of a group
+        # are merged so under their low-bit decodes, then the groups under theirs.
+        decoder = _SlotDecoder(self._registers, bus.araddr[word_lsb:])
         read_data = Const(0, regmap.REG_BITS)
-        mapped = 0
-        for reg in self._registers:
-            slot = reg.offset >> word_lsb
-            selected = in_window & (index[:index_bits] == slot)
-            read_data = read_data | Mux(selected, self._read_value(reg, stored), 0)
-            mapped |= 1 << slot
-        hit = in_window & Const(mapped, 1 << index_bits).bit_select(index[:index_bits], 1)
+        for group, members in decoder.groups.items():
+            group_data = Const(0, regmap.REG_BITS)
+            for reg in members:
+                group_data = group_data | Mux(decoder.low_selects(reg),
+                                              self._read_value(reg, stored), 0)
+            read_data = read_data | Mux(decoder.group_selects(group), group_data, 0)
+        hit = decoder.hit(self._registers)
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += [r_valid.eq(1), r_data.eq(read_data),
                          r_resp.eq(Mux(hit, AxiResp.OKAY, AxiResp.SLVERR))]

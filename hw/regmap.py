@@ -15,23 +15,26 @@ w1c       sticky bits set by hardware events; writing 1 to a bit clears it
 cmd       write-only pulses (one cycle per write of 1); reads as 0
 ========  ===================================================================================
 
-Bits outside every field read as 0 and ignore writes.
+Bits outside every field read as 0 and ignore writes. An ``rw`` register with a
+:class:`Legal` rule is WARL (write any value, read legal): it holds only what the hardware
+can use, the written word made legal (:meth:`Register.legal_value`), and reads that back.
 """
 
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from sw.isa import ErrorCause
+from sw.isa import INSTR_BYTES, ErrorCause
 
 
 __all__ = [
     "REG_BITS", "REG_BYTES", "ACCESS_KINDS", "WRITABLE", "ID_MAGIC", "VERSION_MAJOR",
-    "VERSION_MINOR", "Field", "Register", "REGISTERS", "by_name", "OFFSETS", "ADDR", "FIELDS",
-    "ADDR_WIDTH", "const_values", "reset_values", "markdown_table",
+    "VERSION_MINOR", "WORD_MASK", "Field", "Legal", "Register", "REGISTERS", "by_name",
+    "OFFSETS", "ADDR", "FIELDS", "ADDR_WIDTH", "const_values", "reset_values", "markdown_table",
 ]
 
 REG_BITS = 32
 REG_BYTES = REG_BITS // 8
+WORD_MASK = (1 << REG_BITS) - 1
 
 ACCESS_KINDS = ("const", "ro", "rw", "w1c", "cmd")
 WRITABLE = ("rw", "w1c", "cmd")
@@ -71,11 +74,41 @@ class Field:
 
 
 @dataclass(frozen=True)
+class Legal:
+    """The values a WARL register holds: a written word ``w`` becomes ``w % (limit + 1)``
+    (``wrap``) or ``min(w, limit)``. The register holds :attr:`bits` bits. ``limit`` is
+    ``2**k - 1`` (either rule) or ``2**k`` (``min`` only), so that whether a word is above
+    it depends on bits ``[31:k]`` alone and costs the hardware no comparator."""
+    limit: int
+    wrap: bool = False
+
+    def __post_init__(self):
+        k = self.above_from
+        if not (0 < self.limit <= WORD_MASK and self.limit in ((1 << k) - 1, 1 << k)
+                and not (self.wrap and self.limit != (1 << k) - 1)):
+            raise ValueError(f"Legal.limit={self.limit:#x} must be 2**k - 1, or 2**k without"
+                             f" wrap, and fit {REG_BITS} bits")
+
+    @property
+    def bits(self):
+        return self.limit.bit_length()
+
+    @property
+    def above_from(self):
+        """``k``: a word is above ``limit`` exactly when one of its bits ``[31:k]`` is set."""
+        return (self.limit + 1).bit_length() - 1
+
+    def value(self, word):
+        return word & self.limit if self.wrap else min(word, self.limit)
+
+
+@dataclass(frozen=True)
 class Register:
     """One 32-bit register.
 
     ``reset`` is the reset value of an ``rw`` register: an int, or a function of the Config.
     ``value`` gives a ``const`` register's field values: a function ``cfg -> {field: value}``.
+    ``warl`` makes an ``rw`` register of one field at bit 0 WARL: a function ``cfg -> Legal``.
     """
     name: str
     offset: int
@@ -84,6 +117,13 @@ class Register:
     doc: str
     reset: object = 0
     value: object = None
+    warl: object = None
+
+    def __post_init__(self):
+        if self.warl is not None and (self.access != "rw" or len(self.fields) != 1
+                                      or self.fields[0].lsb != 0):
+            raise ValueError(f"register {self.name}: only an rw register of one field at bit 0"
+                             f" can be WARL")
 
     @property
     def mask(self):
@@ -113,6 +153,16 @@ class Register:
     def unpack(self, word):
         return {f.name: f.extract(word) for f in self.fields}
 
+    def legal(self, cfg):
+        """The :class:`Legal` rule of a WARL register for ``cfg``, else None."""
+        return None if self.warl is None else self.warl(cfg)
+
+    def legal_value(self, cfg, word):
+        """What the register holds (and reads back) after ``word`` is written whole."""
+        word &= self.mask
+        legal = self.legal(cfg)
+        return word if legal is None else legal.value(word)
+
     def reset_value(self, cfg):
         if self.access == "const":
             return self.pack(**self.value(cfg))
@@ -122,6 +172,9 @@ class Register:
         if value < 0 or value & ~self.mask:
             raise ValueError(f"register {self.name}: reset value {value:#x} does not fit its"
                              f" fields (mask {self.mask:#010x})")
+        if self.legal_value(cfg, value) != value:
+            raise ValueError(f"register {self.name}: reset value {value:#x} is not a legal"
+                             f" value (it would read back as {self.legal_value(cfg, value):#x})")
         return value
 
 
@@ -134,6 +187,22 @@ def _count(doc):
 
 
 _ERR_CAUSE_WIDTH = max(ErrorCause).bit_length()
+
+
+def _pc_width(cfg):
+    """``hw.queues.pc_width``, restated here so that ``sw/`` needs no Amaranth."""
+    return cfg.addr_width - (INSTR_BYTES.bit_length() - 1) + 1
+
+
+def _address(cfg):
+    """Any address of the space, wrapping."""
+    return Legal((1 << cfg.addr_width) - 1, wrap=True)
+
+
+def _window_bound(cfg):
+    """A window bound: 2**addr_width (the top of the space) at most."""
+    return Legal(min(1 << cfg.addr_width, WORD_MASK))
+
 
 REGISTERS = [
     # -- identification and build parameters -----------------------------------------------
@@ -194,14 +263,20 @@ REGISTERS = [
     Register("PC", 0x34, "ro", _count("instructions dispatched"),
              "progress of the running (or last) program"),
     # -- program and memory window ---------------------------------------------------------------
-    Register("PROG_BASE", 0x40, "rw", _word("addr", "byte address of instruction 0"),
-             "where the program is in DRAM"),
-    Register("PROG_COUNT", 0x44, "rw", _count("instructions"),
-             "program length"),
-    Register("DRAM_BASE", 0x48, "rw", _word("addr", "lowest byte address"),
-             "DMA window base", reset=lambda cfg: cfg.dram_base),
-    Register("DRAM_SIZE", 0x4C, "rw", _word("bytes", "window size"),
-             "DMA window size", reset=lambda cfg: cfg.dram_size),
+    Register("PROG_BASE", 0x40, "rw", _word(
+        "addr", "byte address of instruction 0, modulo 2**addr_width (WARL)"),
+        "where the program is in DRAM", warl=_address),
+    Register("PROG_COUNT", 0x44, "rw", _count(
+        "instructions; a larger count than 2**(addr_width-3) - 1 holds that (WARL): the"
+        " program ends in the same fetch fault"),
+        "program length", warl=lambda cfg: Legal((1 << _pc_width(cfg)) - 1)),
+    Register("DRAM_BASE", 0x48, "rw", _word(
+        "addr", "lowest byte address; a larger value than 2**addr_width holds that, no"
+        " window (WARL)"),
+        "DMA window base", reset=lambda cfg: cfg.dram_base, warl=_window_bound),
+    Register("DRAM_SIZE", 0x4C, "rw", _word(
+        "bytes", "window size; a larger value than 2**addr_width holds that (WARL)"),
+        "DMA window size", reset=lambda cfg: cfg.dram_size, warl=_window_bound),
     Register("WATCHDOG", 0x50, "rw", _word("cycles", "limit; 0 turns it off"),
              "stop with WATCHDOG when a bus transfer makes no progress for this long"),
     Register("IRQ_ENABLE", 0x54, "rw", (

@@ -14,7 +14,6 @@ from .dma import Dma
 from .exec_unit import SP_READ_PORTS, ExecUnit
 from .fetch import Fetcher
 from .load_unit import LoadUnit
-from .queues import saturate_count
 from .read_arbiter import ReadArbiter
 from .registers import Registers
 from .scratchpad import Scratchpad
@@ -97,20 +96,18 @@ class TensorCore(wiring.Component):
         connect(m, store.wr_cmd, dma.wr_cmd)
         connect(m, store.wr_data, dma.wr_data)
         connect(m, dma.wr_status, store.wr_status)
-        # The window within the address space: a size reaching past its top (the whole space
-        # is 2**addr_width bytes, one more than addr_width bits hold) ends there, and a base
-        # beyond it leaves no window.
+        # DRAM_BASE / DRAM_SIZE hold at most 2**addr_width (WARL, hw.regmap): a base there,
+        # beyond the address space, leaves no window.
         aw = cfg.addr_width
         base_beyond = regs.dram_base.addr[aw:].any()
-        size_beyond = regs.dram_size.bytes[aw:].any()
         m.d.comb += [
             dma.window_base.eq(regs.dram_base.addr[:aw]),
-            dma.window_size.eq(Mux(base_beyond, 0,
-                                   Mux(size_beyond, 1 << aw, regs.dram_size.bytes[:aw]))),
+            dma.window_size.eq(Mux(base_beyond, 0, regs.dram_size.bytes)),
         ]
 
         # ---- controller --------------------------------------------------------------------------
-        prog_count = saturate_count(cfg, regs.prog_count.count)
+        # PROG_COUNT holds pc_width bits, saturated when written (WARL, hw.regmap).
+        prog_count = regs.prog_count.count
         m.d.comb += [
             ctrl.start.eq(regs.ctrl.start),
             ctrl.abort.eq(regs.ctrl.abort),

@@ -146,8 +146,10 @@ def test_link_registers_and_memory():
     assert link.ping() == protocol.BoardInfo(protocol.PROTOCOL_VERSION, MAX_PAYLOAD, MEM_BASE,
                                              MEM_SIZE)
     assert link.reg_read(regmap.ADDR.ID) == regmap.ID_MAGIC
-    link.reg_write(regmap.ADDR.DRAM_BASE, 0xDEADBEE0)
-    assert link.reg_read(regmap.ADDR.DRAM_BASE) == 0xDEADBEE0
+    link.reg_write(regmap.ADDR.DRAM_BASE, 0xBEE0)
+    assert link.reg_read(regmap.ADDR.DRAM_BASE) == 0xBEE0
+    link.reg_write(regmap.ADDR.DRAM_BASE, 0xDEADBEE0)     # WARL: beyond the space, its top
+    assert link.reg_read(regmap.ADDR.DRAM_BASE) == 1 << CFG.addr_width
     # Unaligned start and end, several chunks, both ends of the RAM.
     for addr, size in ((MEM_BASE + 3, 37), (MEM_BASE, 5), (MEM_BASE + MEM_SIZE - 6, 6)):
         data = rng.randbytes(size)

@@ -9,6 +9,7 @@ from amaranth.sim import Simulator
 from hw import regmap
 from hw.axi import AxiResp
 from hw.config import Config
+from hw.queues import pc_width
 from hw.registers import Registers
 
 
@@ -179,21 +180,88 @@ def test_reset_values_and_const_registers():
     _run(bench)
 
 
-def test_rw_read_back_honours_wstrb():
+# The iCEBreaker's address space, and the smallest one.
+SMALL_CFGS = [Config(rows=4, cols=4, scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
+                     dma_data_width=32, addr_width=aw, max_burst_beats=16, max_outstanding=1,
+                     dram_base=0, dram_size=1 << aw) for aw in (17, 16)]
+
+
+def _near_limits(rng, cfg):
+    """A word at, just around or far beyond a WARL register's limit or width."""
+    reg = rng.choice([reg for reg in _regs("rw") if reg.warl is not None])
+    edge = rng.choice([reg.legal(cfg).limit, 1 << reg.legal(cfg).above_from])
+    return (edge + rng.choice([-1, 0, 1, rng.randrange(1 << 20)])) & WORD_MASK
+
+
+@pytest.mark.parametrize("cfg", [CFG] + SMALL_CFGS, ids=lambda cfg: f"aw{cfg.addr_width}")
+def test_rw_read_back_honours_wstrb_and_legal_values(cfg):
+    """A write takes the enabled bytes over the held value; a WARL register then holds and
+    reads back the legal value of that word (hw.regmap.Register.legal_value)."""
     async def bench(ctx, dut, master, rng):
-        model = {reg.name: reg.reset_value(CFG) for reg in _regs("rw")}
-        for _ in range(60):
+        model = {reg.name: reg.reset_value(cfg) for reg in _regs("rw")}
+        for _ in range(120):
             reg = rng.choice(_regs("rw"))
-            data = rng.choice([0, WORD_MASK, rng.getrandbits(32)])
-            strb = rng.choice([0xF, 0x0, 0x1, 0x8, rng.getrandbits(4)])
+            data = rng.choice([0, WORD_MASK, rng.getrandbits(32), _near_limits(rng, cfg)])
+            strb = rng.choice([0xF, 0xF, 0x0, 0x1, 0x8, rng.getrandbits(4)])
             assert await master.write(ctx, reg.offset, data, strb) == AxiResp.OKAY
             keep = ~_strobe_mask(strb) & WORD_MASK
-            model[reg.name] = ((model[reg.name] & keep) | (data & ~keep)) & reg.mask
+            model[reg.name] = reg.legal_value(cfg, (model[reg.name] & keep) | (data & ~keep))
             assert ctx.get(dut.port(reg.name).as_value()) == model[reg.name], reg.name
             check = rng.choice(_regs("rw"))
             assert await master.read(ctx, check.offset) == (model[check.name], AxiResp.OKAY)
 
-    _run(bench)
+    _run(bench, cfg=cfg)
+
+
+@pytest.mark.parametrize("cfg", [CFG] + SMALL_CFGS, ids=lambda cfg: f"aw{cfg.addr_width}")
+def test_warl_registers_hold_what_the_hardware_uses(cfg):
+    """PROG_BASE wraps to addr_width bits, PROG_COUNT saturates to pc_width bits (also with
+    addr_width=32), DRAM_BASE / DRAM_SIZE stop at 2**addr_width; WATCHDOG keeps 32 bits.
+    The ports are as narrow as the legal values."""
+    aw, pw = cfg.addr_width, pc_width(cfg)
+    top = 1 << aw
+    cases = {
+        "PROG_BASE": [(WORD_MASK, top - 1), ((top + 0x30) & WORD_MASK, 0x30),
+                      (top - 16, top - 16)],
+        "PROG_COUNT": [(WORD_MASK, (1 << pw) - 1), (1 << pw, (1 << pw) - 1),
+                       ((1 << pw) - 2, (1 << pw) - 2), (7, 7)],
+        "DRAM_BASE": [(WORD_MASK, min(top, WORD_MASK)), (top - 1, top - 1), (0, 0)],
+        "DRAM_SIZE": [(min(top + 1, WORD_MASK), min(top, WORD_MASK)),
+                      (min(top, WORD_MASK), min(top, WORD_MASK)), (5, 5)],
+        "WATCHDOG": [(WORD_MASK, WORD_MASK)],
+    }
+    widths = {"PROG_BASE": aw, "PROG_COUNT": pw, "DRAM_BASE": min(aw + 1, 32),
+              "DRAM_SIZE": min(aw + 1, 32), "WATCHDOG": 32}
+
+    async def bench(ctx, dut, master, rng):
+        for name, pairs in cases.items():
+            reg = regmap.by_name(name)
+            assert len(dut.port(name).as_value()) == widths[name], name
+            for word, held in pairs:
+                assert reg.legal_value(cfg, word) == held, (name, hex(word))
+                assert await master.write(ctx, reg.offset, word) == AxiResp.OKAY
+                assert await master.read(ctx, reg.offset) == (held, AxiResp.OKAY), name
+                assert ctx.get(dut.port(name).as_value()) == held, name
+        # Bytes written into a saturated value: the word they make is made legal again.
+        count = regmap.by_name("PROG_COUNT")
+        assert await master.write(ctx, count.offset, WORD_MASK) == AxiResp.OKAY
+        held = (1 << pw) - 1
+        for strb, byte in ((0x8, 0), (0x1, 0), (0x4, 0xFF)):
+            assert await master.write(ctx, count.offset, byte * 0x0101_0101, strb) == AxiResp.OKAY
+            keep = ~_strobe_mask(strb) & WORD_MASK
+            held = count.legal_value(cfg, (held & keep) | (byte * 0x0101_0101 & ~keep))
+            assert await master.read(ctx, count.offset) == (held, AxiResp.OKAY)
+        if pw <= 16:
+            assert held == (1 << pw) - 1, "the byte above pc_width bits saturated the count"
+
+    _run(bench, cfg=cfg)
+
+
+def test_prog_count_saturates_like_the_machine():
+    """The regmap restates hw.queues.pc_width (sw/ imports it without Amaranth)."""
+    for aw in range(16, 33):
+        cfg = Config(addr_width=aw, dram_size=1 << min(aw, 31))
+        assert regmap.by_name("PROG_COUNT").legal(cfg).limit == (1 << pc_width(cfg)) - 1
 
 
 def test_ro_registers_read_their_ports():
@@ -440,5 +508,27 @@ def test_next_transaction_waits_for_the_held_response():
         assert sorted(responses) == [("b", AxiResp.OKAY), ("b", AxiResp.SLVERR),
                                      ("r", AxiResp.OKAY), ("r", AxiResp.SLVERR)]
         assert ctx.get(dut.prog_base.as_value()) == 0xABCD
+
+    _run(bench)
+
+
+def test_every_address_reads_its_register_or_slverr():
+    """Each word address of the first slots past the map, and some far above it, reads its
+    register or (0, SLVERR): the decode aliases nothing (random ro values, so a register
+    read at a wrong address shows)."""
+    by_offset = {reg.offset: reg for reg in regmap.REGISTERS}
+    top = 1 << regmap.ADDR_WIDTH
+
+    async def bench(ctx, dut, master, rng):
+        expected = regmap.reset_values(CFG)
+        for reg in _regs("ro"):
+            value = rng.getrandbits(reg.width) | 1
+            ctx.set(dut.port(reg.name).as_value(), value)
+            expected[reg.name] = value & reg.mask
+        far = [rng.randrange(0x100, top) & ~3 for _ in range(8)] + [top - 4]
+        for addr in list(range(0, 0x100, regmap.REG_BYTES)) + far:
+            reg = by_offset.get(addr)
+            want = (expected[reg.name], AxiResp.OKAY) if reg else (0, AxiResp.SLVERR)
+            assert await master.read(ctx, addr) == want, hex(addr)
 
     _run(bench)

@@ -25,11 +25,18 @@ def _emit(cfg, name):
     return path
 
 
+# The iCEBreaker's register block: 17-bit addresses, so the WARL registers are narrow.
+SMALL_CFG = Config(rows=4, cols=4, scratchpad_kib=1, scratchpad_banks=2, accumulator_kib=1,
+                   dma_data_width=32, addr_width=17, max_burst_beats=16, max_outstanding=1,
+                   dram_base=0, dram_size=1 << 17)
+
+
 @pytest.mark.cocotb
-def test_registers_with_cocotbext_axi():
+@pytest.mark.parametrize("name, cfg", [("registers", CFG), ("registers_small", SMALL_CFG)])
+def test_registers_with_cocotbext_axi(name, cfg):
     seed = int(os.environ.get("SEED", random.randrange(1 << 32)))
     print(f"SEED={seed}")
-    source = _emit(CFG, "registers")
-    run_cocotb(verilog_sources=[source], toplevel="registers",
-               test_module="sim.tb.tb_registers", build_name="registers",
-               extra_env={"TC_CONFIG": CFG.to_json(), "SEED": seed})
+    source = _emit(cfg, name)
+    run_cocotb(verilog_sources=[source], toplevel=name,
+               test_module="sim.tb.tb_registers", build_name=name,
+               extra_env={"TC_CONFIG": cfg.to_json(), "SEED": seed})

@@ -92,3 +92,42 @@ def test_markdown_table_lists_every_register_and_field():
         assert line.startswith(f"| {reg.name} | {reg.offset:#06x} | {reg.access} |")
         for f in reg.fields:
             assert f"`{f.name}`" in line
+
+
+def test_legal_rules():
+    wrap, clamp, top = regmap.Legal(0xFFFF, wrap=True), regmap.Legal(0xFFFF), regmap.Legal(1 << 16)
+    assert (wrap.bits, clamp.bits, top.bits) == (16, 16, 17)
+    assert wrap.above_from == clamp.above_from == top.above_from == 16
+    assert wrap.value(0x1_2345) == 0x2345 and clamp.value(0x1_2345) == 0xFFFF
+    assert top.value(0x1_2345) == 1 << 16 and top.value(1 << 16) == 1 << 16
+    assert top.value(0xFFFF) == 0xFFFF and clamp.value(0xFFFF) == 0xFFFF
+    for limit, wrap in ((0, False), (0x1234, False), (1 << 16, True), (1 << 32, False)):
+        with pytest.raises(ValueError, match="Legal.limit"):
+            regmap.Legal(limit, wrap=wrap)
+
+
+def test_warl_registers_follow_the_address_space():
+    small, full = Config(addr_width=17, dram_size=1 << 17), Config()
+    values = {"PROG_BASE": 0xFFFF_FFF0, "PROG_COUNT": 0xFFFF_FFFF, "DRAM_BASE": 0x2_0001,
+              "DRAM_SIZE": 0x2_0000, "WATCHDOG": 0xFFFF_FFFF}
+    held_small = {"PROG_BASE": 0x1_FFF0, "PROG_COUNT": (1 << 14) - 1, "DRAM_BASE": 0x2_0000,
+                  "DRAM_SIZE": 0x2_0000, "WATCHDOG": 0xFFFF_FFFF}
+    # With addr_width=32 only PROG_COUNT changes what it holds: pc_width is 29 bits.
+    held_full = dict(values, PROG_COUNT=(1 << 29) - 1)
+    for name, word in values.items():
+        reg = regmap.by_name(name)
+        assert reg.legal_value(small, word) == held_small[name], name
+        assert reg.legal_value(full, word) == held_full[name], name
+    assert regmap.by_name("WATCHDOG").legal(small) is None
+
+
+def test_only_a_one_field_rw_register_can_be_warl():
+    field = regmap.Field("x", 0, 32)
+    rule = lambda cfg: regmap.Legal(0xFF)  # noqa: E731
+    with pytest.raises(ValueError, match="BAD.*WARL"):
+        regmap.Register("BAD", 0x0, "ro", (field,), "", warl=rule)
+    with pytest.raises(ValueError, match="BAD.*WARL"):
+        regmap.Register("BAD", 0x0, "rw", (regmap.Field("x", 8, 8),), "", warl=rule)
+    reg = regmap.Register("GOOD", 0x0, "rw", (field,), "", reset=0x100, warl=rule)
+    with pytest.raises(ValueError, match="GOOD: reset value 0x100 is not a legal value"):
+        reg.reset_value(Config())
