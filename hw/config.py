@@ -53,6 +53,10 @@ class Config:
       array_feed        how an activation crosses an array row: "systolic" (one cell per
                         cycle) or "broadcast" (WS only, small arrays: the whole row in its
                         cycle, so no horizontal or deskew registers; latency R+1, not R+C).
+      weight_buffers    WS weights per cell: 2 (the next tile preloads while the current
+                        group streams) or 1 (broadcast arrays, small FPGAs: a tile loads
+                        straight into the active weights, row by row, once the previous
+                        group's last beat is in, and its group waits for the whole tile).
 
     Memories
       scratchpad_kib    scratchpad capacity; rows of ``sp_row_elems`` bytes.
@@ -118,6 +122,9 @@ class Config:
                                         " cycle), or broadcast (WS only, small arrays: the"
                                         " whole row at once, no horizontal or deskew"
                                         " registers, latency R+1)")
+    weight_buffers: int = _knob(2, "WS weights per cell: 2 (the next tile preloads while a"
+                                   " group streams), or 1 (broadcast only: tiles load"
+                                   " between groups, no shadow weights; small FPGAs)")
     scratchpad_kib: int = _knob(256, "scratchpad capacity in KiB")
     scratchpad_banks: int = _knob(4, "single-port scratchpad banks (power of two)")
     accumulator_kib: int = _knob(64, "accumulator capacity in KiB (rows of cols int32)")
@@ -186,6 +193,10 @@ class Config:
         self._check("array_feed", self.array_feed in ARRAY_FEEDS, f"must be one of {ARRAY_FEEDS}")
         self._check("array_feed", self.array_feed == "systolic" or self.dataflow == "ws",
                     "broadcast is for the WS dataflow alone: it needs dataflow=ws")
+        self._check("weight_buffers", self.weight_buffers in (1, 2), "must be 1 or 2")
+        self._check("weight_buffers", self.weight_buffers == 2
+                    or self.array_feed == "broadcast",
+                    "1 (no shadow weights) needs array_feed=broadcast")
         self._check("scratchpad_banks", isinstance(self.scratchpad_banks, int)
                     and _is_pow2(self.scratchpad_banks) and self.scratchpad_banks <= 64,
                     "must be a power of two from 1 to 64")

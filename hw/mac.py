@@ -12,8 +12,8 @@ WEIGHT_BUFFERS = 2
 
 
 def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True,
-                       broadcast=False, external_mac=False, registered_mac=False,
-                       registered_weight=False):
+                       broadcast=False, weight_buffers=WEIGHT_BUFFERS, external_mac=False,
+                       registered_mac=False, registered_weight=False):
     """The ports of a :class:`MacCell` with these parameters (validated)."""
     for name, value in (("input_width", input_width), ("weight_width", weight_width),
                         ("acc_width", acc_width)):
@@ -30,6 +30,12 @@ def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True
     if registered_mac and not (external_mac and ws and not os):
         raise ValueError("MacCell registered_mac needs external_mac and the WS dataflow alone"
                          " (an OS cell keeps its own sum registers)")
+    if weight_buffers not in (1, WEIGHT_BUFFERS):
+        raise ValueError(f"MacCell weight_buffers={weight_buffers!r} must be 1 or"
+                         f" {WEIGHT_BUFFERS}")
+    if weight_buffers == 1 and not broadcast:
+        raise ValueError("MacCell weight_buffers=1 needs broadcast (a systolic row selects"
+                         " between its two buffers per activation)")
     if registered_weight and not (registered_mac and broadcast):
         raise ValueError("MacCell registered_weight needs registered_mac and broadcast")
     h_fields = {"a": signed(input_width)}
@@ -45,7 +51,9 @@ def mac_cell_signature(*, input_width, weight_width, acc_width, ws=True, os=True
     if not broadcast:
         members["h_out"] = Out(h_layout)
     members.update(v_in=In(v_layout), v_out=Out(v_layout))
-    if broadcast:
+    if broadcast and weight_buffers == 1:
+        members.update(w_in=In(signed(weight_width)), load=In(1))
+    elif broadcast:
         members.update(w_in=In(signed(weight_width)), w_out=Out(signed(weight_width)),
                        w_shift=In(1), load=In(1))
     elif ws:
@@ -78,6 +86,9 @@ class MacCell(wiring.Component):
         (WS only) The grid gives each activation to its whole row at once: the cell has no
         ``h_out``, and instead of two weight buffers selected per activation it has a shadow
         weight, shifting in with the tile, and an active one, loaded from it on ``load``.
+    weight_buffers : int
+        (``broadcast``) 2: the shadow and the active weight, as above; 1: the active weight
+        alone, loaded straight from ``w_in`` on ``load`` (no ``w_out`` / ``w_shift``).
     external_mac : bool
         The multiply-add is outside the cell (``mac_in`` / ``mac_out``), e.g. half of a DSP
         block shared by two cells (:mod:`hw.ice40_mac`); otherwise the cell computes it.
@@ -86,7 +97,8 @@ class MacCell(wiring.Component):
         is the cell's partial-sum register, and ``v_out.p`` is ``mac_out``.
     registered_weight : bool
         (``registered_mac``, ``broadcast``) The external multiply-add holds the active weight
-        too: ``mac_in.b`` is the shadow weight, which it registers on ``load`` with ``en``.
+        too: ``mac_in.b`` is the shadow weight (``weight_buffers=1``: ``w_in``), which it
+        registers on ``load`` with ``en``.
 
     Ports
     -----
@@ -105,10 +117,11 @@ class MacCell(wiring.Component):
     w_in, w_out, w_shift : (WS)
         The two weight buffers; buffer ``i`` takes ``w_in[i]`` (the cell above) when
         ``w_shift[i]``, so a column of cells is a shift register per buffer. ``broadcast``:
-        the shadow weight, taking ``w_in`` when ``w_shift``.
+        the shadow weight, taking ``w_in`` when ``w_shift``; with ``weight_buffers=1`` only
+        ``w_in``, the next active weight.
     load : In(1) (``broadcast``)
-        The active weight takes the shadow weight: the weight of the activations from the
-        next cycle on.
+        The active weight takes the shadow weight (``weight_buffers=1``: ``w_in``): the
+        weight of the activations from the next cycle on.
     drain : In(1) (OS)
         Pulses once per group, for the whole column, when the column's results are complete.
         A cell then takes ``p`` from above for as many cycles as it has cells above it (the
@@ -128,15 +141,17 @@ class MacCell(wiring.Component):
     """
 
     def __init__(self, *, input_width, weight_width, acc_width, ws=True, os=True,
-                 broadcast=False, external_mac=False, registered_mac=False,
-                 registered_weight=False):
+                 broadcast=False, weight_buffers=WEIGHT_BUFFERS, external_mac=False,
+                 registered_mac=False, registered_weight=False):
         signature = mac_cell_signature(input_width=input_width, weight_width=weight_width,
                                        acc_width=acc_width, ws=ws, os=os, broadcast=broadcast,
+                                       weight_buffers=weight_buffers,
                                        external_mac=external_mac,
                                        registered_mac=registered_mac,
                                        registered_weight=registered_weight)
         self.input_width, self.weight_width, self.acc_width = input_width, weight_width, acc_width
         self.ws, self.os, self.broadcast = ws, os, broadcast
+        self.weight_buffers = weight_buffers
         self.external_mac, self.registered_mac = external_mac, registered_mac
         self.registered_weight = registered_weight
         self.h_layout = signature.members["h_in"].shape
@@ -159,19 +174,22 @@ class MacCell(wiring.Component):
 
         a = self.h_in.a
         if self.broadcast:
-            shadow = Signal(self.w_layout)
-            m.d.comb += self.w_out.eq(shadow)
-            with m.If(self.en & self.w_shift):
-                m.d.sync += shadow.eq(self.w_in)
+            if self.weight_buffers == 1:
+                next_weight = self.w_in
+            else:
+                next_weight = Signal(self.w_layout, name="shadow")
+                m.d.comb += self.w_out.eq(next_weight)
+                with m.If(self.en & self.w_shift):
+                    m.d.sync += next_weight.eq(self.w_in)
             if self.registered_weight:
-                weight = shadow
+                weight = next_weight
             else:
                 # Like the partial sums, not reset: a group's first beat loads it in every row
-                # before its products use it, and after `clear` none is accepted before a
-                # whole tile has shifted in.
+                # before its products use it (weight_buffers=1: its tile has loaded it), and
+                # after `clear` none is accepted before a whole tile has shifted in.
                 weight = Signal(self.w_layout, reset_less=True)
                 with m.If(self.en & self.load):
-                    m.d.sync += weight.eq(shadow)
+                    m.d.sync += weight.eq(next_weight)
         elif self.ws:
             weights = Signal(self.w_layout)
             m.d.comb += self.w_out.eq(weights)

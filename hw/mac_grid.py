@@ -51,14 +51,23 @@ def psum_width(cfg):
 
 def mac_cell_params(cfg):
     """The :class:`~hw.mac.MacCell` parameters of ``cfg``'s array."""
-    return dict(input_width=cfg.input_width, weight_width=cfg.weight_width,
-                acc_width=psum_width(cfg), ws=cfg.has_ws, os=cfg.has_os,
-                broadcast=_broadcast(cfg))
+    params = dict(input_width=cfg.input_width, weight_width=cfg.weight_width,
+                  acc_width=psum_width(cfg), ws=cfg.has_ws, os=cfg.has_os,
+                  broadcast=_broadcast(cfg))
+    if _direct_weights(cfg):
+        params["weight_buffers"] = 1
+    return params
 
 
 def _broadcast(cfg):
     """Whether each activation reaches its whole row at once (``cfg.array_feed``)."""
     return cfg.array_feed == "broadcast"
+
+
+def _direct_weights(cfg):
+    """Whether a tile loads straight into the active weights, row by row (``weight_buffers``
+    1: no shadow weights; broadcast only)."""
+    return cfg.weight_buffers == 1
 
 
 def _weight_buffers(cfg):
@@ -84,8 +93,11 @@ def grid_signature(cfg):
     }
     if cfg.has_ws:
         members["w_top"] = In(data.ArrayLayout(signed(cfg.weight_width), C))
+    if _direct_weights(cfg):
+        members["w_load"] = In(R)
+    elif cfg.has_ws:
         members["w_shift"] = In(_weight_buffers(cfg))
-    if _broadcast(cfg):
+    if _broadcast(cfg) and not _direct_weights(cfg):
         members["w_load"] = In(1)
     if cfg.has_os:
         members["feed_b"] = In(data.ArrayLayout(signed(cfg.weight_width), C))
@@ -107,13 +119,17 @@ class MacGrid(wiring.Component):
       feed_b      In(ArrayLayout(signed(weight_width), C)) (OS): the B operand entering column
                   ``c``; it reaches cell ``(0, c)`` through ``c + 1`` skew registers.
       w_top       In(ArrayLayout(signed(weight_width), C)) (WS): the weight entering the top
-                  cell of column ``c``, into the buffers selected by ``w_shift``.
+                  cell of column ``c``, into the buffers selected by ``w_shift``
+                  (``weight_buffers=1``: the weight of column ``c`` for the rows ``w_load``
+                  selects).
       w_shift     In(2) (WS): buffer ``i`` of every cell shifts down one row. Broadcast:
                   In(1), the shadow weights shift down one row.
       w_load      In(1) (broadcast): the first beat of a group enters ``feed_h``: each row's
                   active weights take its shadow weights as the beat enters the row's last
                   skew register (so row ``r`` ``r`` cycles later), for the products of that
                   beat and the following ones.
+                  ``weight_buffers=1``: In(R), no ``w_shift``: bit ``r`` loads ``w_top`` into
+                  the active weights of row ``r``, for the products from the next cycle on.
       os_mode     In(1) (both dataflows): see :class:`~hw.mac.MacCell`.
       result      Out(ArrayLayout(signed(acc_width), C)): the bottom row's ``p`` of column
                   ``c`` through ``C - 1 - c`` deskew registers (broadcast: none), sign-extended
@@ -153,6 +169,7 @@ class MacGrid(wiring.Component):
         registered = dual and _registered_dsps(cfg)
         broadcast = _broadcast(cfg)
         registered_weight = registered and broadcast and C % MACS_PER_DSP == 0
+        direct = _direct_weights(cfg)
         cells = [[MacCell(**mac_cell_params(cfg), external_mac=dual, registered_mac=registered,
                           registered_weight=registered_weight)
                   for _ in range(C)] for _ in range(R)]
@@ -162,7 +179,10 @@ class MacGrid(wiring.Component):
         if dual:
             _share_dsps(m, cfg, [cell for row in cells for cell in row], self.en, registered,
                         registered_weight)
-        if broadcast:
+        if direct:
+            for r in range(R):
+                m.d.comb += [cell.load.eq(self.w_load[r]) for cell in cells[r]]
+        elif broadcast:
             # A group's first beat reaches row r's last skew register r cycles after row 0's.
             for r in range(R):
                 load = _delay(m, self.en, self.w_load, r, f"load_{r}")
@@ -186,7 +206,9 @@ class MacGrid(wiring.Component):
                     m.d.comb += cell.h_in.eq(cells[r][c - 1].h_out)
                 if r > 0:
                     m.d.comb += cell.v_in.eq(cells[r - 1][c].v_out)
-                if ws:
+                if direct:
+                    m.d.comb += cell.w_in.eq(self.w_top[c])
+                elif ws:
                     m.d.comb += cell.w_shift.eq(self.w_shift)
                     if r == 0 and broadcast:
                         m.d.comb += cell.w_in.eq(self.w_top[c])
@@ -272,13 +294,16 @@ def grid_verilog(cfg, module_name, cell_module_name):
     narrow = S != P
     deskew_width = "S" if narrow else "P"
     broadcast = _broadcast(cfg)
+    direct = _direct_weights(cfg)
     NB = _weight_buffers(cfg)
 
     ports = ["input clk", "input rst", "input en", f"input [{R * H - 1}:0] feed_h",
              f"output [{C * P - 1}:0] result"]
-    if ws:
+    if direct:
+        ports += [f"input [{C * WT - 1}:0] w_top", f"input [{R - 1}:0] w_load"]
+    elif ws:
         ports += [f"input [{C * WT - 1}:0] w_top", f"input [{NB - 1}:0] w_shift"]
-    if broadcast:
+    if broadcast and not direct:
         ports.append("input w_load")
     if os:
         ports.append(f"input [{C * WT - 1}:0] feed_b")
@@ -298,9 +323,9 @@ def grid_verilog(cfg, module_name, cell_module_name):
         "  wire [R*(C+1)*H-1:0] h;",
         "  wire [(R+1)*C*V-1:0] v;",
     ]
-    if ws:
+    if ws and not direct:
         lines.append(f"  wire [(R+1)*C*{NB}*WT-1:0] w;")
-    if broadcast:
+    if broadcast and not direct:
         lines.append("  wire [R-1:0] load;")
     lines += [
         "  genvar r, c, k;",
@@ -336,11 +361,11 @@ def grid_verilog(cfg, module_name, cell_module_name):
         ]
     else:
         lines.append("      assign v[c*V +: V] = 0;")
-    if ws:
+    if ws and not direct:
         lines.append(f"      assign w[c*{NB}*WT +: {NB}*WT] = {{{NB}{{w_top[c*WT +: WT]}}}};"
                      if NB > 1 else "      assign w[c*WT +: WT] = w_top[c*WT +: WT];")
     lines.append("    end")
-    if broadcast:
+    if broadcast and not direct:
         # Row r loads its active weights r cycles after row 0 (see MacGrid).
         lines += [
             "    assign load[0] = w_load;",
@@ -361,7 +386,11 @@ def grid_verilog(cfg, module_name, cell_module_name):
         "          .h_in(h[(r*(C+1)+c)*H +: H]), .h_out(h[(r*(C+1)+c+1)*H +: H]),",
         "          .v_in(v[(r*C+c)*V +: V]), .v_out(v[((r+1)*C+c)*V +: V])",
     ]
-    if ws:
+    if direct:
+        # Every row takes column c's weight, when its bit of w_load is set.
+        lines[-1] += ","
+        lines.append("          .w_in(w_top[c*WT +: WT]), .load(w_load[r])")
+    elif ws:
         wb = f"{NB}*WT" if NB > 1 else "WT"
         lines[-1] += ","
         lines += [f"          .w_in(w[(r*C+c)*{wb} +: {wb}]),"

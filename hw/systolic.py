@@ -74,6 +74,16 @@ class SystolicArray(wiring.Component):
     the previous group (:attr:`ws_reuse_delay`); so tile ``i+1`` is in time for group ``i+1``
     to follow group ``i`` without a bubble when group ``i`` has at least ``2R - 1`` beats.
 
+    One weight buffer (``cfg.weight_buffers == 1``, broadcast only): no shadow weights; a
+    tile loads straight into the active weights (on iCE40 the SB_MAC16 B registers), beat
+    ``k`` into physical row ``k`` (which here holds logical row ``k``: the first rows to load
+    are the first to be free). ``preload`` is ready from the cycle after the previous group's
+    last beat is accepted (:attr:`ws_reuse_delay`; row ``r`` multiplies that beat ``r + 1``
+    cycles after its acceptance, and beat ``r`` of the tile comes at least ``r + 1`` cycles
+    after it), and ``ws_in`` from the cycle after the tile's last beat. So a tile and its
+    group of ``M`` beats take ``R + M`` cycles, back to back (two buffers: ``M``, for groups
+    long enough to hide the next tile as above).
+
     OS: each cell accumulates in its own register; the beat marked ``last`` moves the sum into
     the vertical register and restarts the accumulator, and the column drains downwards while
     the next group computes. The ``last`` beat of a group is accepted at least ``R`` cycles
@@ -128,8 +138,12 @@ class SystolicArray(wiring.Component):
 
     @property
     def ws_reuse_delay(self):
-        """Cycles after a WS group's last beat (broadcast: first beat) before its buffer (the
-        shadow weights) may take a new tile."""
+        """Cycles after a WS group's last beat (broadcast: first beat; ``weight_buffers=1``:
+        last beat) before its buffer (the shadow weights; ``weight_buffers=1``: the active
+        ones) may take a new tile."""
+        if self.cfg.weight_buffers == 1:
+            # Row 0 multiplies the last beat in the next cycle, and loads in that one.
+            return 1
         if self.cfg.array_feed == "broadcast":
             # The bottom row copies the shadow weights R - 1 cycles after the first beat (row
             # 0 in its cycle: the next one at the earliest).
@@ -168,7 +182,9 @@ class SystolicArray(wiring.Component):
         # bubble adds nothing to an OS accumulator.
         feed_h = grid.feed_h  # by physical row
         if ws:
-            if cfg.array_feed == "broadcast":
+            if cfg.weight_buffers == 1:
+                ws_fire = self._ws_direct_control(m, grid, en, feed_h, inject)
+            elif cfg.array_feed == "broadcast":
                 ws_fire = self._ws_broadcast_control(m, grid, en, feed_h, inject, in_group)
             else:
                 ws_fire = self._ws_control(m, grid, en, ws_active, feed_h, inject)
@@ -279,6 +295,40 @@ class SystolicArray(wiring.Component):
                 m.d.comb += feed_h[r].a.eq(self.ws_in.payload.data[R - 1 - r])
         m.d.comb += [grid.w_top.eq(self.preload.payload.data), grid.w_shift.eq(preload_fire),
                      grid.w_load.eq(first)]
+        return ws_fire
+
+    def _ws_direct_control(self, m, grid, en, feed_h, inject):
+        """One weight buffer (broadcast): a tile loads row by row straight into the active
+        weights, between the last beat of the previous group and the first of its own."""
+        R = self.cfg.rows
+        # The tile is in the active weights and its group has not ended.
+        full = Signal()
+        load_row = Signal(range(R))
+        preload_fire = Signal()
+        ws_fire = Signal()
+        m.d.comb += [
+            self.preload.ready.eq(en & ~full),
+            preload_fire.eq(self.preload.valid & self.preload.ready),
+            self.ws_in.ready.eq(en & full),
+            ws_fire.eq(self.ws_in.valid & self.ws_in.ready),
+        ]
+        with m.If(preload_fire):
+            m.d.sync += load_row.eq(load_row + 1)
+            with m.If(load_row == R - 1):
+                m.d.sync += [load_row.eq(0), full.eq(1)]
+        with m.If(ws_fire):
+            m.d.comb += [inject.valid.eq(1), inject.last.eq(self.ws_in.payload.last)]
+            with m.If(self.ws_in.payload.last):
+                m.d.sync += full.eq(0)
+
+        # Physical row r holds logical row r here, so the rows free first (the top ones)
+        # load first: row r multiplies a beat r + 1 cycles after its acceptance.
+        for r in range(R):
+            # Not gated by ws_fire: a WS row is summed from zero at the top, and a bubble's
+            # products reach no valid output slot.
+            m.d.comb += feed_h[r].a.eq(self.ws_in.payload.data[r])
+            m.d.comb += grid.w_load[r].eq(preload_fire & (load_row == r))
+        m.d.comb += grid.w_top.eq(self.preload.payload.data)
         return ws_fire
 
     def _os_control(self, m, en, active, feed_h, feed_b, inject, idle):

@@ -15,8 +15,10 @@ since power-on, and the comparison starts after the first ``ROWS + COLS`` cycles
 (a bound of the depth of a column plus its deskew); from then on through resets. Broadcast
 grids (``FEED=broadcast``) have no buffer selects but ``w_load``, and their active weights
 (in the SB_MAC16 B registers) are not reset either: ``w_load`` is set throughout those first
-cycles. Configuration from the environment: ``ROWS``, ``COLS``, ``DATAFLOW``, ``FEED``,
-``INPUT_WIDTH``,
+cycles. With ``WEIGHT_BUFFERS=1`` (broadcast, no shadow weights) ``w_load`` has a bit per row
+(random each, all set in those first cycles) and there is no ``w_shift``.
+Configuration from the environment: ``ROWS``, ``COLS``, ``DATAFLOW``, ``FEED``,
+``WEIGHT_BUFFERS`` (2 if unset), ``INPUT_WIDTH``,
 ``WEIGHT_WIDTH``, ``ACC_WIDTH``, ``CYCLES``, ``SEED`` (random if unset; always printed so a
 failure can be replayed).
 """
@@ -96,6 +98,7 @@ async def grid_pair(dut):
     cycles = int(os.environ["CYCLES"])
     ws, os_ = dataflow in ("ws", "both"), dataflow in ("os", "both")
     broadcast = os.environ.get("FEED", "systolic") == "broadcast"
+    direct = int(os.environ.get("WEIGHT_BUFFERS", WEIGHT_BUFFERS)) == 1
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -119,10 +122,14 @@ async def grid_pair(dut):
             if os_:
                 h_fields.append(([int(rng.random() < 0.2)], 1))
         dut.feed_h.value = pack(h_fields)
-        if ws:
+        if direct:
+            dut.w_top.value = pack([([operand(rng, ww) for _ in range(cols)], ww)])
+            dut.w_load.value = pack([([1 if warm_up else int(rng.random() < 0.3)
+                                       for _ in range(rows)], 1)])
+        elif ws:
             dut.w_top.value = pack([([operand(rng, ww) for _ in range(cols)], ww)])
             dut.w_shift.value = rng.randrange(1 << (1 if broadcast else WEIGHT_BUFFERS))
-        if broadcast:
+        if broadcast and not direct:
             dut.w_load.value = 1 if warm_up else int(rng.random() < 0.3)
         if os_:
             dut.feed_b.value = pack([([operand(rng, ww) for _ in range(cols)], ww)])

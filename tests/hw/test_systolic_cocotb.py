@@ -6,7 +6,7 @@ from amaranth.back import verilog
 from hw.cli import to_verilog_with_grid
 from hw.systolic import SystolicArray
 from sim.runner import SIM_BUILD_ROOT, run_cocotb
-from tests.hw.test_systolic import WS_BROADCAST, array_config
+from tests.hw.test_systolic import WS_BROADCAST, WS_BROADCAST_1BUF, array_config
 
 TOP = "systolic_array"
 
@@ -24,6 +24,8 @@ CASES = [
     pytest.param(4, 5, "os", 6, "grid", False, id="4x5-os-grid"),
     pytest.param(4, 3, WS_BROADCAST, 6, "grid", True, id="4x3-ws-broadcast-grid-clear"),
     pytest.param(4, 4, WS_BROADCAST, 6, "flat", True, id="4x4-ws-broadcast-flat-clear"),
+    pytest.param(4, 3, WS_BROADCAST_1BUF, 8, "grid", True, id="4x3-ws-broadcast-1buf-grid-clear"),
+    pytest.param(4, 4, WS_BROADCAST_1BUF, 8, "flat", True, id="4x4-ws-broadcast-1buf-flat-clear"),
     pytest.param(16, 16, "both", 4, "flat", False, id="16x16-both-flat",
                  marks=pytest.mark.slow),
 ]
