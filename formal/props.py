@@ -427,7 +427,8 @@ class DmaHarness(Elaboratable):
         max_row_bytes = self.MAX_ROW_BURSTS * cfg.max_burst_beats * cfg.bus_bytes
         for engine, cmd in (("read", dut.rd_cmd), ("write", dut.wr_cmd)):
             if engine not in self.engines:
-                # The engines share nothing but the bus signals: each is checked alone.
+                # The engines share nothing but the bus signals (and, with
+                # dma_burst_gens=1, the burst generator: checked with both engines at once).
                 m.d.comb += Assume(~cmd.valid)
             m.d.comb += [Assume(cmd.p.rows <= self.MAX_ROWS),
                          Assume(cmd.p.row_bytes <= max_row_bytes),

@@ -61,8 +61,9 @@ def _registers(checks, mutation=None):
     return lambda: props.RegistersHarness(props.formal_registers_config(), checks, mutation)
 
 
-def _dma(engines, mutation=None, guarded=False):
-    return lambda: props.DmaHarness(props.formal_dma_config(), engines, mutation, guarded)
+def _dma(engines, mutation=None, guarded=False, **changes):
+    return lambda: props.DmaHarness(props.formal_dma_config().replace(**changes), engines,
+                                    mutation, guarded)
 
 
 def _controller(checks, mutation=None):
@@ -83,6 +84,8 @@ def _jobs():
             "bmc", 16, 12, _dma(("read",), guarded=True)),
         Job("guard_write", "as dma_write, the DMA reset at any cycle behind the bus guard",
             "bmc", 14, 11, _dma(("write",), guarded=True)),
+        Job("dma_shared", "as dma_read and dma_write at once, one burst generator for both",
+            "bmc", 14, 10, _dma(("read", "write"), dma_burst_gens=1)),
     ]
     jobs += [
         Job("regs_cover", "AXI4-Lite reads, OKAY/SLVERR writes, stalls reachable", "cover",

@@ -22,6 +22,7 @@ PERF_COUNTERS = ("all", "basic")
 UNIT_COMMANDS = ("copy", "queue")
 ACC_FORWARDS = ("bypass", "stall")
 DMA_CMD_FIELDS = ("full", "legal")
+DMA_BURST_GENS = (1, 2)
 
 
 class ConfigError(ValueError):
@@ -91,6 +92,10 @@ class Config:
                         ``row_bytes``); "legal" (small FPGAs): those fields, and the DMA's
                         row arithmetic, only as wide as the largest value a legal LOAD /
                         STORE or an instruction fetch issues (``hw.burst.dma_cmd_limits``).
+      dma_burst_gens    2: the read and the write engine each split their commands into
+                        bursts, so a load and a store overlap on the bus; 1 (small FPGAs):
+                        one burst generator serves both, a command at a time (a write holds
+                        it until its status), so they take turns.
 
     Control (small FPGAs trade these buffers for logic)
       queue_depth       instructions waiting in each of the load / exec / store queues.
@@ -148,6 +153,8 @@ class Config:
     dma_cmd_fields: str = _knob("full", "DMA command rows/row_bytes: full (16 bits, any 2D"
                                         " command), or legal (as wide as legal LOAD/STORE and"
                                         " fetch commands need; small FPGAs)")
+    dma_burst_gens: int = _knob(2, "DMA burst generators: 2 (reads and writes overlap), or 1"
+                                   " (shared, the directions take turns; small FPGAs)")
     queue_depth: int = _knob(8, "instructions waiting in each unit queue (1..64)")
     fetch_chunk: int = _knob(8, "instructions per fetch DMA command (1..64); fetch_buffer of"
                                  " them are buffered")
@@ -247,6 +254,8 @@ class Config:
                     f"must be one of {UNIT_COMMANDS}")
         self._check("dma_cmd_fields", self.dma_cmd_fields in DMA_CMD_FIELDS,
                     f"must be one of {DMA_CMD_FIELDS}")
+        self._check("dma_burst_gens", self.dma_burst_gens in DMA_BURST_GENS,
+                    f"must be one of {DMA_BURST_GENS}")
         for name in ("queue_depth", "fetch_chunk"):
             value = getattr(self, name)
             self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_QUEUE,

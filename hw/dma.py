@@ -1,4 +1,4 @@
-"""The 2D DMA engine: AXI4 master with independent read and write engines."""
+"""The 2D DMA engine: AXI4 master with a read and a write engine."""
 
 from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
@@ -12,6 +12,7 @@ from .axi import AXI4Signature, AxiBurst, AxiResp
 from .burst import (BurstGen, burst_layout, dma_cmd_layout, dma_row_bytes_width,
                     dma_status_layout)
 from .config import Config
+from .ram import ram_read_register
 
 
 __all__ = ["Dma", "dma_cmd_layout", "dma_status_layout", "dma_data_layout", "COUNTER_WIDTH"]
@@ -95,7 +96,7 @@ class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
                                                 attrs={"no_rw_check": 1})
         w_port = storage.write_port()
         r_port = storage.read_port(domain="comb")
-        r_data = Signal(self.width, reset_less=True)
+        r_data = ram_read_register(self.width, name="r_data")
         produce = Signal(range(inner_depth))
         consume = Signal(range(inner_depth))
         inner_level = Signal(range(inner_depth + 1))
@@ -157,7 +158,9 @@ class Dma(wiring.Component):
 
     A command ``{addr, rows, row_bytes, stride}`` names ``rows`` rows of ``row_bytes`` bytes,
     row ``r`` at byte address ``addr + r*stride`` (any alignment). The read and the write
-    engine are independent, so a load and a store overlap on the bus.
+    engine are independent, so a load and a store overlap on the bus; with
+    ``cfg.dma_burst_gens == 1`` they share the one burst generator that splits commands into
+    bursts (see Shared burst generator).
 
     Ports
       m_axi        Out(AXI4Signature(addr_width, dma_data_width, id_width)). INCR bursts,
@@ -202,6 +205,32 @@ class Dma(wiring.Component):
       at most one extra cycle at its end. The read engine takes a new command while the
       previous one is still draining (two in flight); the write engine takes a new command
       after the previous one's ``wr_status`` has been accepted.
+
+    Shared burst generator (``cfg.dma_burst_gens == 1``)
+      One command at a time is split into bursts, for the engine of its direction. A write
+      holds the generator until its ``wr_status`` has been accepted; a read only until its
+      last burst (and end entry) has gone to the read engine, so a read or a write may
+      start while a read's data drains (still at most two reads in flight). When both
+      ``rd_cmd`` and ``wr_cmd`` wait, the direction that did not go last goes first: a
+      command waits for at most one command of the other direction (and a read for one of
+      the two reads in flight to finish). Latencies are as above
+      once a command is accepted; a load and a store no longer overlap, except a store
+      behind a load's draining data.
+
+      Neither direction waits on the other forever, since a command holding the generator
+      completes without any progress of the other direction: a write completes once the
+      store unit supplies its ``wr_data`` (accumulator rows through the output lane; an
+      accumulator read waits only for the accumulator's writes, a bounded burst from the
+      exec unit or from a load whose read is already past the generator, and a qparam
+      write delays the lane's register by a cycle at most) and the B responses arrive; a
+      read's bursts are taken as its data is taken from ``rd_data``, by the fetcher (always
+      ready, it requests only what its buffer has room for) or the load unit, whose row
+      writes wait only for the exec unit's scratchpad reads or accumulator writes (bounded)
+      or, for qparam rows, for a cycle in which the store unit's serial lane holds its read
+      address (it does for most cycles, and for every cycle it waits for the DMA), never for
+      a DMA write. As AXI allows a master to assume, the memory answers reads and writes
+      independently. The units hand the DMA a command only after taking its tokens, so a
+      command waiting for the generator holds nothing that the command in it needs.
 
     Faults
       Rows are window-checked in order before any burst of the row is issued. The first row
@@ -252,8 +281,19 @@ class Dma(wiring.Component):
                       for name in ("araddr", "arlen", "awaddr", "awlen", "wdata", "wstrb",
                                    "wlast")}
         m.d.comb += [getattr(axi, name).eq(kept) for name, kept in self._kept.items()]
-        read_bytes = self._read_engine(m, window_end)
-        write_bytes = self._write_engine(m, window_end)
+        if self._cfg.dma_burst_gens == 2:
+            # Two read commands in flight: the next one's ARs go out while the last one's
+            # data drains. The write engine takes one command at a time.
+            rd_gen = self._burst_gen(m, "rd_gen", self.rd_cmd, self.rd_status, in_flight=2,
+                                     window_end=window_end)
+            read_bytes = self._read_engine(m, rd_gen.o)
+            wr_gen = self._burst_gen(m, "wr_gen", self.wr_cmd, self.wr_status, in_flight=1,
+                                     window_end=window_end, end_result=False)
+            write_bytes = self._write_engine(m, wr_gen, wr_gen.o)
+        else:
+            gen, rd_bursts, wr_bursts = self._shared_burst_gen(m, window_end)
+            read_bytes = self._read_engine(m, rd_bursts)
+            write_bytes = self._write_engine(m, gen, wr_bursts)
         with m.If(self.clear_counters):
             m.d.sync += [self.bytes_read.eq(0), self.bytes_written.eq(0)]
         with m.Else():
@@ -275,8 +315,67 @@ class Dma(wiring.Component):
         m.d.sync += count.eq(count + started - finished)
         return gen
 
-    def _read_engine(self, m, window_end):
-        """AR issue with buffer credits, R buffer, realignment; returns bytes delivered now."""
+    def _shared_burst_gen(self, m, window_end):
+        """One BurstGen for both engines (``dma_burst_gens=1``); returns it and the read and
+        the write engine's burst streams.
+
+        The generator takes a command when it is idle (the last one's end entry has gone out)
+        and no write is in flight: a write holds it until its ``wr_status`` is accepted, since
+        the write engine reads the generator's ``row_bytes`` and ``result`` until then. A read
+        carries all it needs in the read engine's queue, so, as with two generators, a second
+        read (or a write) may start while a read's data drains. When both directions wait,
+        the one that did not go last goes: neither waits for more than one command of the
+        other (a read with two in flight is not waiting for a turn). The generator's bursts go to the engine of its command's direction: a write's
+        while one is in flight, since no command can start before its status.
+        """
+        cfg = self._cfg
+        gen = m.submodules.burst_gen = BurstGen(cfg)
+        rd_cmd, wr_cmd = self.rd_cmd, self.wr_cmd
+        rd_in_flight = Signal(range(3))
+        wr_in_flight = Signal()
+        write_next = Signal()       # the last command was a read: a waiting write goes first
+        # The generator's tag alternates over commands of both directions; the read engine
+        # needs it to alternate over reads, to tell a failed read's bursts from the next one's.
+        rd_tag = Signal()
+        read_ok = rd_in_flight != 2
+        pick_write = Signal()
+        m.d.comb += [
+            pick_write.eq(wr_cmd.valid & (write_next | ~(rd_cmd.valid & read_ok))),
+            gen.start.eq(~self.pause & ~wr_in_flight),
+            gen.cmd.valid.eq(wr_cmd.valid | (rd_cmd.valid & read_ok)),
+            gen.cmd.payload.eq(Mux(pick_write, wr_cmd.payload, rd_cmd.payload)),
+            rd_cmd.ready.eq(gen.cmd.ready & ~pick_write & read_ok),
+            wr_cmd.ready.eq(gen.cmd.ready & pick_write),
+            gen.window_base.eq(self.window_base),
+            gen.window_end.eq(window_end),
+        ]
+        with m.If(gen.cmd.valid & gen.cmd.ready):
+            m.d.sync += write_next.eq(~pick_write)
+            with m.If(~pick_write):
+                m.d.sync += rd_tag.eq(~rd_tag)
+        m.d.sync += rd_in_flight.eq(rd_in_flight + (rd_cmd.valid & rd_cmd.ready)
+                                    - (self.rd_status.valid & self.rd_status.ready))
+        with m.If(wr_cmd.valid & wr_cmd.ready):
+            m.d.sync += wr_in_flight.eq(1)
+        with m.If(self.wr_status.valid & self.wr_status.ready):
+            m.d.sync += wr_in_flight.eq(0)
+
+        layout = burst_layout(cfg)
+        rd_bursts = stream.Signature(layout).create(path=("rd_bursts",))
+        wr_bursts = stream.Signature(layout).create(path=("wr_bursts",))
+        m.d.comb += [
+            rd_bursts.payload.eq(gen.o.payload), rd_bursts.payload.tag.eq(rd_tag),
+            wr_bursts.payload.eq(gen.o.payload),
+            rd_bursts.valid.eq(gen.o.valid & ~wr_in_flight),
+            wr_bursts.valid.eq(gen.o.valid & wr_in_flight),
+            gen.o.ready.eq(Mux(wr_in_flight, wr_bursts.ready, rd_bursts.ready)),
+        ]
+        return gen, rd_bursts, wr_bursts
+
+    def _read_engine(self, m, bursts):
+        """AR issue with buffer credits, R buffer, realignment; returns bytes delivered now.
+        ``bursts`` come from a generator with ``end_result``, at most two commands in flight,
+        their tags alternating."""
         cfg = self._cfg
         axi = self.m_axi
         bus_bytes = cfg.bus_bytes
@@ -287,16 +386,12 @@ class Dma(wiring.Component):
         several = cfg.max_outstanding > 1
         layout = _read_meta_layout(cfg)
         depth = self.read_buffer_beats
-        # Two commands in flight: the next one's ARs go out while the last one's data drains.
-        # Burst tags alternate, so a failed command's bursts are told from the next one's.
-        gen = self._burst_gen(m, "rd_gen", self.rd_cmd, self.rd_status, in_flight=2,
-                             window_end=window_end)
         dbuf = m.submodules.rd_buf = _BlockRamFifo(width=dw + len(axi.rresp), depth=depth)
         meta_fifo = m.submodules.rd_meta = fifo.SyncFIFOBuffered(
             width=layout.size, depth=cfg.max_outstanding + 1)
         meta = data.View(layout, meta_fifo.r_data)
 
-        burst = gen.o.p
+        burst = bursts.p
         # Beats of issued bursts not yet taken out of the buffer: an AR goes out only when
         # its whole burst fits, which is why RREADY never needs to drop. With one burst in
         # flight the queue is only empty once the buffer is, and a burst fills at most half
@@ -320,13 +415,13 @@ class Dma(wiring.Component):
         ar_free = ~axi.arvalid | axi.arready
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += axi.arvalid.eq(0)
-        with m.If(gen.o.valid):
+        with m.If(bursts.valid):
             with m.If(burst.end):
-                m.d.comb += [gen.o.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
+                m.d.comb += [bursts.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
             with m.Elif(stopped & (burst.tag == stopped_tag)):
-                m.d.comb += gen.o.ready.eq(1)
+                m.d.comb += bursts.ready.eq(1)
             with m.Elif(ar_free & (meta_fifo.w_level < cfg.max_outstanding) & fits):
-                m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), due_tags.w_en.eq(1),
+                m.d.comb += [bursts.ready.eq(1), meta_fifo.w_en.eq(1), due_tags.w_en.eq(1),
                              reserve.eq(burst.len + 1)]
                 m.d.sync += [axi.arvalid.eq(1), self._kept["araddr"].eq(burst.addr),
                              self._kept["arlen"].eq(burst.len)]
@@ -421,16 +516,15 @@ class Dma(wiring.Component):
                         m.d.comb += meta_fifo.r_en.eq(1)
         return delivered
 
-    def _write_engine(self, m, window_end):
-        """AW issue, W realignment and strobes, B tracking; returns bytes written now."""
+    def _write_engine(self, m, gen, bursts):
+        """AW issue, W realignment and strobes, B tracking; returns bytes written now.
+        ``bursts`` come from ``gen``, which takes no command while one is in flight."""
         cfg = self._cfg
         axi = self.m_axi
         bus_bytes = cfg.bus_bytes
         dw = cfg.dma_data_width
         # One command at a time: its row_bytes and end result are read from the generator,
         # which holds them until the next command, so the queue carries only per-burst fields.
-        gen = self._burst_gen(m, "wr_gen", self.wr_cmd, self.wr_status, in_flight=1,
-                             window_end=window_end, end_result=False)
         layout = _write_meta_layout(cfg)
         meta_fifo = m.submodules.wr_meta = fifo.SyncFIFOBuffered(
             width=layout.size, depth=cfg.max_outstanding + 1)
@@ -447,17 +541,17 @@ class Dma(wiring.Component):
         fail_addr = Signal(cfg.addr_width) if several else axi.awaddr
 
         # AW issue.
-        burst = gen.o.p
+        burst = bursts.p
         aw_free = ~axi.awvalid | axi.awready
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
-        with m.If(gen.o.valid):
+        with m.If(bursts.valid):
             with m.If(burst.end):
-                m.d.comb += [gen.o.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
+                m.d.comb += [bursts.ready.eq(meta_fifo.w_rdy), meta_fifo.w_en.eq(1)]
             with m.Elif(bus_error):
-                m.d.comb += gen.o.ready.eq(1)
+                m.d.comb += bursts.ready.eq(1)
             with m.Elif(aw_free & (meta_fifo.w_level < cfg.max_outstanding) & pending.w_rdy):
-                m.d.comb += [gen.o.ready.eq(1), meta_fifo.w_en.eq(1), pending.w_en.eq(1)]
+                m.d.comb += [bursts.ready.eq(1), meta_fifo.w_en.eq(1), pending.w_en.eq(1)]
                 m.d.sync += [axi.awvalid.eq(1), self._kept["awaddr"].eq(burst.addr),
                              self._kept["awlen"].eq(burst.len)]
         entry = Signal(layout)

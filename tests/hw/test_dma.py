@@ -7,7 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.axi import AXI_4K, AxiResp
-from hw.config import Config
+from hw.config import Config, ConfigError
 from hw.burst import dma_row_bytes_width
 from hw.dma import Dma
 from sw.isa import ErrorCause
@@ -161,9 +161,16 @@ def _expected_rows(cmd, window, mem):
     return done, (ErrorCause.NONE, 0)
 
 
+@pytest.fixture(params=[2, 1], ids=lambda gens: f"gens{gens}")
+def gens(request):
+    """``dma_burst_gens``: every test runs with a burst generator per engine and with one
+    shared by both."""
+    return request.param
+
+
 class Harness:
-    def __init__(self, width, seed, stall=0.0, out_stall=0.0, config=_cfg):
-        self.cfg = config(width)
+    def __init__(self, width, seed, stall=0.0, out_stall=0.0, config=_cfg, gens=2):
+        self.cfg = config(width).replace(dma_burst_gens=gens)
         self.rng = random.Random(seed)
         self.dut = Dma(self.cfg)
         self.mem = AxiMemory(self.cfg, self.rng, stall)
@@ -234,7 +241,7 @@ class Harness:
                 assert idx == len(beats), "wr_status before all wr_data was consumed"
                 return ErrorCause(status.cause), status.addr
 
-    def run(self, *testbenches, cycles_limit=200_000):
+    def run(self, *testbenches, background=(), cycles_limit=200_000):
         period, cycles = 1e-8, 0
         sim = Simulator(self.dut)
         sim.add_clock(period)
@@ -247,6 +254,8 @@ class Harness:
             ctx.set(self.dut.window_size, self.window[1])
 
         sim.add_testbench(slave, background=True)
+        for tb in background:
+            sim.add_testbench(tb, background=True)
         sim.add_testbench(setup)
         for tb in testbenches:
             sim.add_testbench(tb)
@@ -295,10 +304,10 @@ def _write_expect(cmd, rows_data, window, mem):
 @pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 64), (_cfg, 128),
                                            (_single_cfg, 32), (_legal_cfg, 32)])
 @pytest.mark.parametrize("stall", [0.0, 0.4])
-def test_random_transfers(config, width, stall):
+def test_random_transfers(config, width, stall, gens):
     """Concurrent random reads (low half) and writes (high half), byte-exact."""
     seed = _seed()
-    h = Harness(width, seed, stall=stall, out_stall=stall, config=config)
+    h = Harness(width, seed, stall=stall, out_stall=stall, config=config, gens=gens)
     reference = bytearray(h.mem.mem)
     n_cmds = 12
 
@@ -323,10 +332,10 @@ def test_random_transfers(config, width, stall):
 
 @pytest.mark.parametrize("config, width", [(_cfg, 32), (_cfg, 128), (_single_cfg, 32),
                                            (_legal_cfg, 32)])
-def test_window_faults(config, width):
+def test_window_faults(config, width, gens):
     """Rows leaving the window stop the command at that row; later commands still work."""
     seed = _seed()
-    h = Harness(width, seed, stall=0.3, out_stall=0.3, config=config)
+    h = Harness(width, seed, stall=0.3, out_stall=0.3, config=config, gens=gens)
     h.window = (0x2000, 0x4000)
     reference = bytearray(h.mem.mem)
 
@@ -353,11 +362,11 @@ def test_window_faults(config, width):
 
 
 @pytest.mark.parametrize("config", [_cfg, _single_cfg, _legal_cfg])
-def test_window_of_the_whole_address_space(config):
+def test_window_of_the_whole_address_space(config, gens):
     """A window of all ``2**addr_width`` bytes (a board whose RAM fills its address space)
     takes every row inside the space and stops only a row crossing its top."""
     seed = _seed()
-    h = Harness(32, seed, stall=0.3, out_stall=0.3, config=config)
+    h = Harness(32, seed, stall=0.3, out_stall=0.3, config=config, gens=gens)
     top = 1 << h.cfg.addr_width
     h.window = (0, top)
     reference = bytearray(h.mem.mem)
@@ -384,10 +393,10 @@ def test_window_of_the_whole_address_space(config):
 
 @pytest.mark.parametrize("config", [_cfg, _single_cfg])
 @pytest.mark.parametrize("resp", [AxiResp.SLVERR, AxiResp.DECERR])
-def test_bus_errors(resp, config):
+def test_bus_errors(resp, config, gens):
     """An error response ends the command with its cause and burst address, cleanly."""
     seed = _seed()
-    h = Harness(64, seed, stall=0.3, out_stall=0.3, config=config)
+    h = Harness(64, seed, stall=0.3, out_stall=0.3, config=config, gens=gens)
     bad = range(0x3000, 0x3040)
     h.mem.errors[bad] = resp
     cause = ErrorCause.DMA_SLVERR if resp == AxiResp.SLVERR else ErrorCause.DMA_DECERR
@@ -421,12 +430,12 @@ def test_bus_errors(resp, config):
 
 
 @pytest.mark.parametrize("resp", [AxiResp.SLVERR, AxiResp.DECERR])
-def test_bus_errors_legal_fields(resp):
+def test_bus_errors_legal_fields(resp, gens):
     """As test_bus_errors with dma_cmd_fields="legal" (one burst per row, cut only at a page
     end): the second row crosses into a page answering errors, so its first burst completes
     and its second fails."""
     seed = _seed()
-    h = Harness(32, seed, stall=0.3, out_stall=0.3, config=_legal_cfg)
+    h = Harness(32, seed, stall=0.3, out_stall=0.3, config=_legal_cfg, gens=gens)
     h.mem.errors[range(0x3000, 0x3100)] = resp
     cause = ErrorCause.DMA_SLVERR if resp == AxiResp.SLVERR else ErrorCause.DMA_DECERR
     reference = bytearray(h.mem.mem)
@@ -455,9 +464,9 @@ def test_bus_errors_legal_fields(resp):
     assert h.mem.mem == reference
 
 
-def test_empty_commands_and_counters():
+def test_empty_commands_and_counters(gens):
     seed = _seed()
-    h = Harness(32, seed)
+    h = Harness(32, seed, gens=gens)
 
     async def tb(ctx):
         for cmd in ({"addr": 0x40, "rows": 0, "row_bytes": 8, "stride": 8},
@@ -478,3 +487,120 @@ def test_empty_commands_and_counters():
         h.finished += 1
 
     h.run(tb)
+
+
+def _failing_cmd(cfg, at):
+    """Six contiguous rows of one burst each, the third starting at ``at``, where the bus
+    answers an error (as in test_bus_errors), and the read beats of the two rows before."""
+    bus = cfg.bus_bytes
+    row = min(64, ((1 << dma_row_bytes_width(cfg)) - 1) // bus * bus)
+    start = at - 2 * row
+    cmd = {"addr": start, "rows": 6, "row_bytes": row, "stride": row}
+    return cmd, lambda mem: [(int.from_bytes(mem[a:a + bus], "little"),
+                              (a + bus - start) % row == 0, False)
+                             for a in range(start, at, bus)]
+
+
+@pytest.mark.parametrize("config, width", [(_cfg, 64), (_single_cfg, 32), (_legal_cfg, 32)])
+def test_reads_and_writes_offered_together(config, width, gens):
+    """Read commands back to back (two in flight) and write commands offered at the same
+    time, some failing on the window or a bus error: each gets its own data and status,
+    memory is exact. With one shared burst generator the directions take turns: a waiting
+    command sees at most one of the other direction go first, and no command starts while
+    a write is in flight."""
+    seed = _seed()
+    h = Harness(width, seed, stall=0.3, out_stall=0.3, config=config, gens=gens)
+    bus = h.cfg.bus_bytes
+    rd_bad, wr_bad = 0x3000, 0xb000
+    cause = {AxiResp.SLVERR: ErrorCause.DMA_SLVERR, AxiResp.DECERR: ErrorCause.DMA_DECERR}
+    resp = h.rng.choice(list(cause))
+    h.mem.errors[range(rd_bad, rd_bad + bus)] = resp
+    h.mem.errors[range(wr_bad, wr_bad + bus)] = resp
+    reference = bytearray(h.mem.mem)
+    rd_fail, rd_fail_beats = _failing_cmd(h.cfg, rd_bad)
+    wr_fail, _ = _failing_cmd(h.cfg, wr_bad)
+    n_cmds = 14
+    reads = [_random_cmd(h.rng, h.cfg, range(0, 0x2000)) for _ in range(n_cmds)]
+    for at in (3, 4, 9):            # a failing read right before and right after another
+        reads[at] = rd_fail
+    reads[6] = {"addr": MEM_BYTES - 40, "rows": 2, "row_bytes": 20, "stride": 32}  # window
+    writes = [_random_cmd(h.rng, h.cfg, range(0x8000, 0xa000)) for _ in range(n_cmds)]
+    writes[5] = wr_fail
+    writes[8] = {"addr": 0xa100, "rows": 3, "row_bytes": 20, "stride": 0x3000}  # window
+    got_reads = []
+
+    async def send_reads(ctx):
+        for cmd in reads:
+            await h.send(ctx, h.dut.rd_cmd, cmd)
+        h.finished += 1
+
+    async def receive_reads(ctx):
+        beats = []
+        while len(got_reads) < len(reads):
+            ready = h.rng.random() >= h.out_stall
+            # A status taken late keeps its command in flight while later ones run.
+            s_ready = h.rng.random() >= 0.95
+            ctx.set(h.dut.rd_data.ready, ready)
+            ctx.set(h.dut.rd_status.ready, s_ready)
+            _, _, valid, payload, s_valid, status = await ctx.tick().sample(
+                h.dut.rd_data.valid, h.dut.rd_data.p, h.dut.rd_status.valid, h.dut.rd_status.p)
+            if valid and ready:
+                beats.append((payload.data, payload.row_last, payload.last))
+            if s_valid and s_ready:
+                got_reads.append((beats, (ErrorCause(status.cause), status.addr)))
+                beats = []
+        h.finished += 1
+
+    async def do_writes(ctx):
+        for cmd in writes:
+            rows_data = [h.rng.randbytes(cmd["row_bytes"]) for _ in range(cmd["rows"])]
+            status = await h.write(ctx, cmd, rows_data)
+            if cmd is wr_fail:
+                assert status == (cause[resp], wr_bad)
+                reference[wr_fail["addr"]:wr_bad] = b"".join(rows_data[:2])
+            else:
+                assert status == _write_expect(cmd, rows_data, h.window, reference), cmd
+        h.finished += 1
+
+    async def monitor(ctx):
+        rd_in_flight = wr_in_flight = 0
+        writes_passed = reads_passed = 0    # while a read / a write waits
+        while True:
+            _, _, rd_v, rd_r, wr_v, wr_r, rs_v, rs_r, ws_v, ws_r = await ctx.tick().sample(
+                h.dut.rd_cmd.valid, h.dut.rd_cmd.ready, h.dut.wr_cmd.valid, h.dut.wr_cmd.ready,
+                h.dut.rd_status.valid, h.dut.rd_status.ready,
+                h.dut.wr_status.valid, h.dut.wr_status.ready)
+            rd_go, wr_go = rd_v and rd_r, wr_v and wr_r
+            if gens == 1:
+                assert not ((rd_go or wr_go) and wr_in_flight), "a command during a write"
+                # A read waits for another only with two in flight: not a turn missed.
+                if wr_go and rd_v and rd_in_flight < 2:
+                    writes_passed += 1
+                if rd_go and wr_v:
+                    reads_passed += 1
+                assert writes_passed <= 1 and reads_passed <= 1, "a direction starves"
+            if rd_go:
+                writes_passed = 0
+            if wr_go:
+                reads_passed = 0
+            rd_in_flight += rd_go - (rs_v and rs_r)
+            wr_in_flight += wr_go - (ws_v and ws_r)
+
+    h.run(send_reads, receive_reads, do_writes, background=[monitor])
+    for cmd, (beats, status) in zip(reads, got_reads, strict=True):
+        if cmd is rd_fail:
+            assert status == (cause[resp], rd_bad)
+            assert beats == rd_fail_beats(reference)
+        else:
+            _check_read(h, cmd, beats, status, reference)
+    mem = h.mem.mem
+    # Bursts of the failing write after the failing one may have landed before the error.
+    assert mem[:wr_bad] == reference[:wr_bad]
+    fail_end = wr_fail["addr"] + wr_fail["rows"] * wr_fail["row_bytes"]
+    assert mem[fail_end:] == reference[fail_end:]
+
+
+@pytest.mark.parametrize("value", [0, 3, "1"])
+def test_dma_burst_gens_is_validated(value):
+    with pytest.raises(ConfigError, match="Config.dma_burst_gens="):
+        Config(dma_burst_gens=value)

@@ -33,3 +33,17 @@ def test_dma_cocotb_small_config():
     cfg = Config(dma_data_width=32, addr_width=17, id_width=1, max_burst_beats=16,
                  max_outstanding=1, dram_base=0, dram_size=1 << 17)
     run_dma_tb(cfg, "dma_small")
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("width", [32, 64])
+def test_dma_cocotb_shared_burst_gen(width):
+    """``dma_burst_gens=1``: reads and writes through one burst generator under every test
+    (concurrent random traffic with stalls, pipelined reads, faults), on the iCEBreaker's
+    DMA and on a wider one with reads in flight."""
+    if width == 32:
+        cfg = Config(dma_data_width=32, addr_width=17, id_width=1, max_burst_beats=16,
+                     max_outstanding=1, dram_base=0, dram_size=1 << 17, dma_burst_gens=1)
+    else:
+        cfg = dma_test_config(width, dma_burst_gens=1)
+    run_dma_tb(cfg, f"dma_shared_w{width}")
