@@ -21,6 +21,8 @@ ARRAY_FEEDS = ("systolic", "broadcast")
 PERF_COUNTERS = ("all", "basic")
 UNIT_COMMANDS = ("copy", "queue")
 ACC_FORWARDS = ("bypass", "stall")
+FETCH_STORAGES = ("registers", "block_ram")
+LOAD_WRITES = ("rows", "columns")
 DMA_CMD_FIELDS = ("full", "legal")
 DMA_BURST_GENS = (1, 2)
 
@@ -104,6 +106,9 @@ class Config:
                         ``fetch_chunk`` instruction rows of flip-flops fewer; small FPGAs).
       fetch_chunk       instructions per instruction-fetch DMA command; the fetch buffer
                         holds ``fetch_buffer`` chunks.
+      fetch_storage     "registers" (or a memory, for more than two rows) or "block_ram"
+                        (one instruction row, ``fetch_buffer = fetch_chunk = 1``: in block
+                        RAM instead of 128 flip-flops; the row is dispatched a cycle later).
       perf_counters     "all" or "basic": only PERF_CYCLES and the DMA byte counts count,
                         the other PERF_* registers read 0.
       unit_commands     "copy": the load and store units copy the instruction they run out
@@ -160,6 +165,9 @@ class Config:
                                  " them are buffered")
     fetch_buffer: int = _knob(2, "chunks the fetch buffer holds: 2 (the next arrives while one"
                                  " is dispatched), or 1 (fetched once it is empty; small FPGAs)")
+    fetch_storage: str = _knob("registers", "where the fetch buffer's rows are: registers, or"
+                                            " block_ram (one row: fetch_buffer=fetch_chunk=1;"
+                                            " small FPGAs)")
     perf_counters: str = _knob("all", "performance counters: all, or basic (PERF_CYCLES and the"
                                       " DMA byte counts; the other PERF_* read 0)")
     unit_commands: str = _knob("copy", "load/store/exec units: copy the instruction they run out"
@@ -232,6 +240,8 @@ class Config:
                     f"must be one of {ACC_FORWARDS}")
         self._check("sp_read_buffer", self.sp_read_buffer in (1, 2), "must be 1 or 2")
         self._check("fetch_buffer", self.fetch_buffer in (1, 2), "must be 1 or 2")
+        self._check("fetch_storage", self.fetch_storage in FETCH_STORAGES,
+                    f"must be one of {FETCH_STORAGES}")
         self._check("dma_data_width", self.dma_data_width in (32, 64, 128), "must be 32, 64 or 128")
         self._check("addr_width", isinstance(self.addr_width, int)
                     and 16 <= self.addr_width <= 32, "must be from 16 to 32")
@@ -260,6 +270,9 @@ class Config:
             value = getattr(self, name)
             self._check(name, isinstance(value, int) and 1 <= value <= self.MAX_QUEUE,
                         f"must be an integer from 1 to {self.MAX_QUEUE}")
+        self._check("fetch_storage", self.fetch_storage == "registers"
+                    or self.fetch_buffer * self.fetch_chunk == 1,
+                    "block_ram holds one row: it needs fetch_buffer=1 and fetch_chunk=1")
 
     # -- derived quantities ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from .burst import dma_cmd_layout, dma_status_layout
 from .config import Config
 from .dma import dma_data_layout
 from .queues import pc_width
+from .ram import ram_read_register
 
 
 __all__ = ["Fetcher", "fetched_layout", "FETCH_CHUNK"]
@@ -42,17 +43,21 @@ class _RowBuffer(wiring.Component):
       lane_en  In(lanes): write ``data``'s lanes into the row being filled.
       data     In(128).
       push     In(1): the row being filled is complete (with this cycle's lanes).
-      pop      In(1): drop the head row (``level`` must be nonzero).
+      pop      In(1): drop the head row (``head_valid`` must be set).
       clear    In(1): empty the buffer.
-      head     Out(128): the oldest complete row, valid while ``level`` is nonzero.
+      head     Out(128): the oldest complete row, valid while ``head_valid``.
+      head_valid Out(1).
       level    Out(range(depth + 1)): complete rows held.
 
     The caller writes only when a slot is free (``level - pop < depth``). A pushed row is
-    the head the next cycle if the buffer was empty.
+    the head the next cycle if the buffer was empty; with ``block_ram`` (one row in block
+    RAM) the cycle after that, once the row has been read into the RAM's output register.
     """
 
-    def __init__(self, depth, lanes):
-        self.depth, self.lanes = depth, lanes
+    def __init__(self, depth, lanes, block_ram=False):
+        if block_ram and depth != 1:
+            raise ValueError(f"_RowBuffer: block_ram holds one row, not depth={depth}")
+        self.depth, self.lanes, self.block_ram = depth, lanes, block_ram
         super().__init__({
             "lane_en": In(lanes),
             "data": In(isa.INSTR_BITS),
@@ -60,6 +65,7 @@ class _RowBuffer(wiring.Component):
             "pop": In(1),
             "clear": In(1),
             "head": Out(isa.INSTR_BITS),
+            "head_valid": Out(1),
             "level": Out(range(depth + 1)),
         })
 
@@ -70,11 +76,34 @@ class _RowBuffer(wiring.Component):
             m.d.sync += self.level.eq(0)
         with m.Else():
             m.d.sync += self.level.eq(self.level + self.push - self.pop)
-        if depth <= _SHIFT_ROWS_MAX:
+        if self.block_ram:
+            self._block_ram(m)
+        elif depth <= _SHIFT_ROWS_MAX:
+            m.d.comb += self.head_valid.eq(self.level != 0)
             self._shifting(m)
         else:
+            m.d.comb += self.head_valid.eq(self.level != 0)
             self._memory(m)
         return m
+
+    def _block_ram(self, m):
+        # The row's lanes are written only while the buffer is empty, and read (into the
+        # RAM's output register, which holds it until the next row) the cycle after its
+        # push: never in the cycle they are written, so the RAM needs no defined
+        # read-during-write (no_rw_check) and yosys adds no registers for one.
+        storage = m.submodules.storage = memory.Memory(
+            shape=unsigned(isa.INSTR_BITS), depth=1, init=[],
+            attrs={"no_rw_check": 1, "ram_style": "block"})
+        w_port = storage.write_port(granularity=isa.INSTR_BITS // self.lanes)
+        r_port = storage.read_port(domain="comb")
+        head = ram_read_register(isa.INSTR_BITS, name="head")
+        loading = Signal()
+        m.d.comb += [w_port.addr.eq(0), w_port.data.eq(self.data), w_port.en.eq(self.lane_en),
+                     r_port.addr.eq(0), self.head.eq(head),
+                     self.head_valid.eq((self.level != 0) & ~loading)]
+        m.d.sync += loading.eq(self.push & ~self.clear)
+        with m.If(loading):
+            m.d.sync += head.eq(r_port.data)
 
     def _shifting(self, m):
         # Row 0 is the head: every row moves down on a pop, the one being filled included,
@@ -130,7 +159,8 @@ class Fetcher(wiring.Component):
 
     Each beat is written into its row's place in the buffer (no assembly register); the row
     becomes visible with its last beat. The buffer is registers shifting towards the head
-    for up to two rows, else a memory. The fault marker is the last entry pushed before the next
+    for up to two rows, else a memory; with ``cfg.fetch_storage == "block_ram"`` its one
+    row is in block RAM. The fault marker is the last entry pushed before the next
     ``start``, so one flag, not a column, tells it: the head is the fault when the flag is
     set and it is the only entry left.
 
@@ -145,7 +175,8 @@ class Fetcher(wiring.Component):
                            carry no pc: the consumer counts them).
       rd_cmd, rd_data, rd_status   the DMA read engine (through the arbiter).
 
-    Latency: a row is on ``words`` the cycle after its last beat was taken.
+    Latency: a row is on ``words`` the cycle after its last beat was taken (two cycles
+    after with ``fetch_storage="block_ram"``).
     Throughput: one instruction per ``ceil(16 / bus_bytes)`` cycles once the first chunk is in
     (two buffered chunks; with one, a chunk's DMA latency is paid after each chunk).
     """
@@ -172,12 +203,13 @@ class Fetcher(wiring.Component):
         beats_per_word = max(1, isa.INSTR_BYTES // cfg.bus_bytes)
         beat_bits = isa.INSTR_BITS // beats_per_word
 
-        m.submodules.buffer = buffer = _RowBuffer(depth, beats_per_word)
+        m.submodules.buffer = buffer = _RowBuffer(depth, beats_per_word,
+                                                  block_ram=cfg.fetch_storage == "block_ram")
         faulted = Signal()      # the last entry pushed is the fault marker
         m.d.comb += [
             self.words.payload.word.eq(buffer.head),
             self.words.payload.fault.eq(faulted & (buffer.level == 1)),
-            self.words.valid.eq(buffer.level != 0),
+            self.words.valid.eq(buffer.head_valid),
             buffer.pop.eq(self.words.valid & self.words.ready),
             buffer.clear.eq(self.start),
         ]

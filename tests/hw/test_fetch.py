@@ -19,8 +19,10 @@ from sw.isa import ErrorCause
 SMALL = dict(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1)
 CONFIGS = {
     "icebreaker": BOARDS["icebreaker"].cfg,
+    # its one row in registers instead of block RAM
+    "icebreaker-registers": BOARDS["icebreaker"].cfg.replace(fetch_storage="registers"),
     # two shifting rows
-    "icebreaker-buffer2": BOARDS["icebreaker"].cfg.replace(fetch_buffer=2),
+    "icebreaker-buffer2": BOARDS["icebreaker"].cfg.replace(fetch_buffer=2, fetch_storage="registers"),
     "bus64-chunk3": Config(**SMALL, dma_data_width=64, fetch_chunk=3, addr_width=20,
                            dram_size=1 << 16),
     "default-chunk": Config(**SMALL),
@@ -245,3 +247,12 @@ def test_restart_drops_the_buffer_and_flush_stops_issuing(name):
 def test_fetch_buffer_is_one_or_two_chunks(value):
     with pytest.raises(ConfigError, match="fetch_buffer"):
         Config(fetch_buffer=value)
+
+
+def test_fetch_storage_block_ram_holds_one_row():
+    with pytest.raises(ConfigError, match="fetch_storage"):
+        Config(fetch_storage="flops")
+    with pytest.raises(ConfigError, match="fetch_storage.*fetch_buffer=1 and fetch_chunk=1"):
+        Config(fetch_storage="block_ram", fetch_buffer=1, fetch_chunk=2)
+    assert Config().fetch_storage == "registers"
+    assert Config(fetch_storage="block_ram", fetch_buffer=1, fetch_chunk=1)
