@@ -5,7 +5,7 @@ them back for the output pipeline. The rows live in one block RAM with a registe
 port for the read-modify-write and one for the store path.
 """
 
-from amaranth import Cat, Module, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -15,7 +15,7 @@ from .ram import ram_read_register
 
 
 __all__ = [
-    "Accumulator", "acc_addr_width", "acc_row_layout", "acc_write_layout",
+    "Accumulator", "acc_addr_width", "acc_column_writes", "acc_row_layout", "acc_write_layout",
     "acc_read_req_layout", "acc_read_resp_layout", "acc_read_unbuffered",
 ]
 
@@ -30,13 +30,23 @@ def acc_row_layout(cfg):
     return data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
 
 
+def acc_column_writes(cfg):
+    """Whether a write names the columns it writes (``mask``): the load unit's LOAD writes
+    one column at a time with ``cfg.load_writes == "columns"``."""
+    return cfg.load_writes == "columns"
+
+
 def acc_write_layout(cfg):
-    """Payload of :attr:`Accumulator.write`: ``accumulate`` adds ``data`` to the stored row."""
-    return data.StructLayout({
+    """Payload of :attr:`Accumulator.write`: ``accumulate`` adds ``data`` to the stored row;
+    with :func:`acc_column_writes`, only the columns set in ``mask`` are written."""
+    fields = {
         "addr": unsigned(acc_addr_width(cfg)),
         "data": acc_row_layout(cfg),
         "accumulate": unsigned(1),
-    })
+    }
+    if acc_column_writes(cfg):
+        fields["mask"] = unsigned(cfg.cols)
+    return data.StructLayout(fields)
 
 
 def acc_read_unbuffered(cfg):
@@ -67,7 +77,8 @@ class Accumulator(wiring.Component):
     """``cfg.acc_rows`` rows of ``cfg.cols`` signed ``cfg.acc_width``-bit accumulators.
 
     Ports
-      write      In(stream{addr, data, accumulate}). One row per cycle: always ready with
+      write      In(stream{addr, data, accumulate[, mask]}). One row per cycle (with
+                 :func:`acc_column_writes`, the columns set in ``mask``): always ready with
                  ``cfg.acc_forward == "bypass"``; with "stall" an accumulate to the row
                  accepted in the previous cycle waits one cycle (``ready`` low).
                  ``accumulate = 0`` stores ``data``; ``accumulate = 1`` stores
@@ -116,7 +127,7 @@ class Accumulator(wiring.Component):
         # no bypass).
         m.submodules.mem = mem = memory.Memory(shape=acc_row_layout(cfg), depth=cfg.acc_rows,
                                                init=[], attrs={"no_rw_check": 1} if stall else {})
-        wr = mem.write_port()
+        wr = mem.write_port(granularity=1 if acc_column_writes(cfg) else None)
         # "bypass": transparency forwards the row written in the same cycle, the row the
         # previous beat is producing, so accumulates to one row on consecutive cycles chain.
         rmw = self._read_port(m, mem, wr, "rmw")
@@ -150,7 +161,7 @@ class Accumulator(wiring.Component):
         if stall:
             ports = (rmw,) if cfg.acc_read_ports == 1 else (rmw, rd)
             m.d.comb += self.read_collision.eq(
-                wr.en & Cat(port.en & (port.addr == wr.addr) for port in ports).any())
+                wr.en.any() & Cat(port.en & (port.addr == wr.addr) for port in ports).any())
         return m
 
     def _read_port(self, m, mem, wr, name):
@@ -187,10 +198,11 @@ class Accumulator(wiring.Component):
             s1_valid.eq(write.valid & write.ready),
             s1.eq(write.payload),
         ]
-        m.d.comb += [
-            wr.addr.eq(s1.addr),
-            wr.en.eq(s1_valid),
-        ]
+        m.d.comb += wr.addr.eq(s1.addr)
+        if acc_column_writes(cfg):
+            m.d.comb += wr.en.eq(Mux(s1_valid, s1.mask, 0))
+        else:
+            m.d.comb += wr.en.eq(s1_valid)
         for col in range(cfg.cols):
             with m.If(s1.accumulate):
                 m.d.comb += wr.data[col].eq(rmw.data[col] + s1.data[col])

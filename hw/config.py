@@ -76,6 +76,12 @@ class Config:
       acc_read_ports    2: the store path has its own accumulator read port; 1: it reads
                         through the read-modify-write port between writes (one block-RAM
                         copy of the rows instead of two).
+      load_writes       how a LOAD fills accumulator and qparam rows: "rows" (the row is
+                        assembled from its bus beats in registers and written at once) or
+                        "columns" (a 32-bit bus, one-beat scratchpad rows and the serial
+                        output lane: each beat writes its own int32 column, and the columns
+                        past a short row are written with zeros, one per cycle; no assembly
+                        registers).
       acc_forward       how a read sees the row written in the same cycle: "bypass" (the
                         read ports are transparent, so back-to-back accumulates to one row
                         run at full rate) or "stall" (iCE40 block RAM has no transparent
@@ -145,6 +151,9 @@ class Config:
                                    " or 1 (ready follows read_resp.ready; small FPGAs)")
     acc_read_ports: int = _knob(2, "accumulator read ports: 2, or 1 (the store path reads"
                                    " between writes; half the block RAM)")
+    load_writes: str = _knob("rows", "LOAD into accumulator/qparam rows: rows (assembled, one"
+                                     " write a row), or columns (a write a 32-bit column; needs"
+                                     " a 32-bit bus, serial lane; small FPGAs)")
     acc_forward: str = _knob("bypass", "a read of the row being written: bypass (transparent"
                                        " ports), or stall (wait a cycle; no bypass registers,"
                                        " iCE40)")
@@ -236,6 +245,14 @@ class Config:
         self._check("output_lane", self.output_lane != "serial" or self.output_lanes == 1,
                     "serial requantises one column at a time: it needs output_lanes=1")
         self._check("acc_read_ports", self.acc_read_ports in (1, 2), "must be 1 or 2")
+        self._check("load_writes", self.load_writes in LOAD_WRITES,
+                    f"must be one of {LOAD_WRITES}")
+        self._check("load_writes", self.load_writes == "rows"
+                    or (self.dma_data_width == 32 and self.sp_row_bytes <= 4
+                        and self.output_lane == "serial"),
+                    "columns writes a 32-bit beat per int32 column: it needs"
+                    " dma_data_width=32, scratchpad rows of at most 4 bytes"
+                    " (max(rows, cols) <= 4) and output_lane=serial")
         self._check("acc_forward", self.acc_forward in ACC_FORWARDS,
                     f"must be one of {ACC_FORWARDS}")
         self._check("sp_read_buffer", self.sp_read_buffer in (1, 2), "must be 1 or 2")

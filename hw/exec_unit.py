@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from sw.isa import Dataflow, Opcode, Queue
 
-from .accumulator import acc_addr_width, acc_write_layout
+from .accumulator import acc_addr_width, acc_column_writes, acc_write_layout
 from .decoder import instruction_layout, legal_bits, matmul_count_limit
 from .queues import CommandPacking, UnitPort, command_layout, pc_width
 from .scratchpad import sp_addr_width, sp_read_req_layout, sp_read_resp_layout
@@ -283,6 +283,8 @@ class ExecUnit(wiring.Component):
             out.ready.eq(groups.r_rdy & self.acc_write.ready),
             row_next.eq(row + 1),
         ]
+        if acc_column_writes(cfg):
+            m.d.comb += self.acc_write.payload.mask.eq(-1)     # a result row: every column
         with m.If(self.acc_write.valid & self.acc_write.ready):
             m.d.sync += row.eq(row_next)
             with m.If(row_next == group.rows):

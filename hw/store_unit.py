@@ -51,7 +51,9 @@ class StoreUnit(wiring.Component):
       wr_cmd, wr_data, wr_status   the DMA write engine.
       qparam_write  In(stream{addr, data}): rows from the load unit; always ready with the
                     pipelined lane, one row per C cycles or more with the serial one (a column
-                    per cycle in which the lane reads the address whose value it holds).
+                    per cycle in which the lane reads the address whose value it holds); with
+                    ``cfg.load_writes == "columns"`` stream{addr, col, data}, one value each,
+                    every row's C columns in order.
 
     With ``cfg.unit_commands == "queue"`` the unit holds no copy of the instruction: it runs
     ``cmd``'s payload and takes it (``cmd.ready``) in the cycle it completes.
@@ -319,19 +321,24 @@ class StoreUnit(wiring.Component):
         with m.Elif(wr.addr == value_addr):
             m.d.sync += fresh.eq(0)
         written = Signal(QPARAM_ROWS)
-        write_col = Signal(range(C))
         row_done = Signal()
+        m.d.comb += wr.en.eq(write.valid & fresh & (rd.addr == value_addr))
+        if self.cfg.load_writes == "columns":
+            # The load unit sends the row's values one column at a time, all C in order.
+            write_col = write.payload.col
+            m.d.comb += [write.ready.eq(wr.en), wr.data.eq(write.payload.data)]
+        else:
+            write_col = Signal(range(C))
+            m.d.comb += [write.ready.eq(row_done & wr.en),
+                         wr.data.eq(write.payload.data[write_col])]
+            with m.If(wr.en):
+                m.d.sync += write_col.eq(Mux(row_done, 0, write_col + 1))
         m.d.comb += [
             row_done.eq(write_col == C - 1),
-            wr.en.eq(write.valid & fresh & (rd.addr == value_addr)),
-            write.ready.eq(row_done & wr.en),
             wr.addr.eq(write.payload.addr * C + write_col),
-            wr.data.eq(write.payload.data[write_col]),
         ]
-        with m.If(wr.en):
-            m.d.sync += write_col.eq(Mux(row_done, 0, write_col + 1))
-            with m.If(row_done):
-                m.d.sync += written.bit_select(write.payload.addr, 1).eq(1)
+        with m.If(wr.en & row_done):
+            m.d.sync += written.bit_select(write.payload.addr, 1).eq(1)
 
         kind = pipeline.col_addr.kind
         row = Signal(range(QPARAM_ROWS))

@@ -7,7 +7,7 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from hw.accumulator import Accumulator, acc_addr_width, acc_read_unbuffered
+from hw.accumulator import Accumulator, acc_addr_width, acc_column_writes, acc_read_unbuffered
 from hw.config import Config, ConfigError
 from sim import golden
 
@@ -47,16 +47,22 @@ def run_rounds(cfg, seed, rounds=6):
     rng = random.Random(seed)
     dut = Accumulator(cfg)
     model = {}
+    columns = acc_column_writes(cfg)
+    full = (1 << cfg.cols) - 1
     hot = rng.sample(range(cfg.acc_rows), 4)
     plan = []
     # Round 0 gives every row a known value; the memory contents have no reset.
-    plan.append(([(a, random_row(rng, cfg), 0) for a in range(cfg.acc_rows)], []))
+    plan.append(([(a, random_row(rng, cfg), 0, full) for a in range(cfg.acc_rows)], []))
     for _ in range(rounds):
         written = set(hot) | set(rng.sample(range(cfg.acc_rows), 8))
         writes = []
         for _ in range(60):
             addr = rng.choice(hot) if rng.random() < 0.6 else rng.choice(sorted(written))
-            writes.append((addr, random_row(rng, cfg), int(rng.random() < 0.7)))
+            accumulate = int(rng.random() < 0.7)
+            # Column writes (the load unit's) overwrite some columns; results are whole rows.
+            mask = rng.choice([full, 1 << rng.randrange(cfg.cols), rng.randint(1, full)]) \
+                if columns and not accumulate else full
+            writes.append((addr, random_row(rng, cfg), accumulate, mask))
         reads = [rng.choice([a for a in range(cfg.acc_rows) if a not in written])
                  for _ in range(40)]
         plan.append((writes, reads))
@@ -66,9 +72,12 @@ def run_rounds(cfg, seed, rounds=6):
     expected = []
     for writes, reads in plan:
         expected += [model[a] for a in reads]
-        for addr, row, accumulate in writes:
-            model[addr] = wrap_row(cfg, [o + d for o, d in zip(model[addr], row)]) \
-                if accumulate else row
+        for addr, row, accumulate, mask in writes:
+            if accumulate:
+                model[addr] = wrap_row(cfg, [o + d for o, d in zip(model[addr], row)])
+            else:
+                model[addr] = [d if mask >> j & 1 else o
+                               for j, (o, d) in enumerate(zip(model.get(addr, row), row))]
     got = []
     progress = {"writes_done": 0, "reads_done": 0}
 
@@ -77,9 +86,11 @@ def run_rounds(cfg, seed, rounds=6):
             while progress["reads_done"] < n:
                 await ctx.tick()
             p_valid = rng.choice([1.0, 0.6])
-            for addr, row, accumulate in writes:
-                await put(ctx, dut.write, {"addr": addr, "data": row, "accumulate": accumulate},
-                          rng, p_valid)
+            for addr, row, accumulate, mask in writes:
+                payload = {"addr": addr, "data": row, "accumulate": accumulate}
+                if columns:
+                    payload["mask"] = mask
+                await put(ctx, dut.write, payload, rng, p_valid)
             progress["writes_done"] = n + 1
 
     async def reader(ctx):
@@ -137,6 +148,15 @@ def test_stall_random_writes_and_reads_match_a_dict_model(acc_read_ports, output
     """acc_forward="stall": the same traffic, exact, and no read meets a write to its row."""
     cfg = small_config(acc_read_ports=acc_read_ports, output_lane=output_lane, output_lanes=1,
                        acc_forward="stall")
+    run_rounds(cfg, _seed())
+
+
+@pytest.mark.parametrize("acc_forward", ["bypass", "stall"])
+def test_column_writes_match_a_dict_model(acc_forward):
+    """load_writes="columns": overwrites of some columns (mask) among whole-row accumulates."""
+    cfg = small_config(acc_read_ports=1, output_lane="serial", output_lanes=1,
+                       dma_data_width=32, load_writes="columns", acc_forward=acc_forward)
+    assert acc_column_writes(cfg)
     run_rounds(cfg, _seed())
 
 

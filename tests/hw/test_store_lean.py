@@ -24,6 +24,10 @@ CONFIGS = {
     "4x4-32bit-queue": Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1,
                               dma_data_width=32, output_lanes=1, output_lane="serial",
                               addr_width=17, dram_size=1 << 16, unit_commands="queue"),
+    # qparam rows arrive a column at a time (the load unit's load_writes="columns")
+    "4x4-32bit-columns": Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1,
+                                dma_data_width=32, output_lanes=1, output_lane="serial",
+                                load_writes="columns"),
 }
 
 

@@ -32,6 +32,11 @@ CONFIGS = {
     "4x4-queue": Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1, dma_data_width=32,
                         addr_width=17, dram_size=1 << 16, unit_commands="queue"),
 }
+# Accumulator and qparam rows written a column per beat (no assembly registers).
+COLUMNS_CFG = Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1, dma_data_width=32,
+                     output_lanes=1, output_lane="serial", load_writes="columns",
+                     unit_commands="queue", addr_width=17, dram_size=1 << 16)
+LOAD_CONFIGS = {**CONFIGS, "4x4-columns": COLUMNS_CFG}
 STALL = 0.3
 
 
@@ -109,9 +114,9 @@ def _random_load(rng, cfg, dram_size, dst):
                       pop_next=rng.randint(0, 1))
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(LOAD_CONFIGS))
 def test_load_unit_packs_rows_like_the_golden_machine(name):
-    cfg = CONFIGS[name]
+    cfg = LOAD_CONFIGS[name]
     seed = _seed()
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
@@ -186,16 +191,29 @@ def test_load_unit_packs_rows_like_the_golden_machine(name):
     E, C = cfg.sp_row_elems, cfg.cols
     for w in writes["sp"]:
         hw_sp[w.addr] = np.array([w.data[j] for j in range(E)], np.uint8).view(np.int8)
+    def signed32(value):
+        return int(value) - (1 << 32) * (int(value) >> 31)
+
+    columns = cfg.load_writes == "columns"
     for w in writes["acc"]:
         assert w.accumulate == 0
-        hw_acc[w.addr] = [w.data[j] for j in range(C)]
+        for j in range(C):
+            if not columns or w.mask >> j & 1:
+                hw_acc[w.addr, j] = w.data[j]
     for w in writes["qparam"]:
-        hw_qp[w.addr] = [int(w.data[j]) - (1 << 32) * (int(w.data[j]) >> 31) for j in range(C)]
+        if columns:
+            hw_qp[w.addr, w.col] = signed32(w.data)
+        else:
+            hw_qp[w.addr] = [signed32(w.data[j]) for j in range(C)]
     assert np.array_equal(hw_sp, machine.sp)
     assert np.array_equal(hw_acc, machine.acc)
     assert np.array_equal(hw_qp, machine.qparam)
-    total_rows = sum(_fields(w)["rows"] for i, w in enumerate(words) if i != fault_index)
-    assert sum(map(len, writes.values())) == total_rows + fault_row
+    # One write a row, or with "columns" one a column of an accumulator / qparam row.
+    if columns:
+        assert all(bin(w.mask).count("1") == 1 for w in writes["acc"])
+    per_row = [C if columns and _fields(w)["dst"] != LoadDst.SP else 1 for w in words]
+    total = sum(_fields(w)["rows"] * per_row[i] for i, w in enumerate(words) if i != fault_index)
+    assert sum(map(len, writes.values())) == total + fault_row * per_row[fault_index]
 
 
 def _random_config(rng, cfg):
@@ -315,10 +333,19 @@ def run_store_unit(cfg, seed, *, reset_rows=None, busy_slot=None):
             if pending:
                 ctx.set(unit.acc_resp.payload, {"data": [int(v) for v in acc[pending[0]]]})
 
+    columns = cfg.load_writes == "columns"
+
+    def row_writes(addr, values):
+        """The qparam_write payloads of one row (one, or with "columns" one a column)."""
+        values = [int(v) & 0xFFFFFFFF for v in values]
+        if columns:
+            return [{"addr": addr, "col": j, "data": v} for j, v in enumerate(values)]
+        return [{"addr": addr, "data": values}]
+
     async def write_rows(ctx, table, rows):
         for row in rows:
-            await _put(ctx, rng, unit.qparam_write,
-                       {"addr": row, "data": [int(v) & 0xFFFFFFFF for v in table[row]]})
+            for payload in row_writes(row, table[row]):
+                await _put(ctx, rng, unit.qparam_write, payload)
 
     async def commands(ctx):
         if reset_rows is not None:
@@ -336,15 +363,17 @@ def run_store_unit(cfg, seed, *, reset_rows=None, busy_slot=None):
     async def rewrite_busy_slot(ctx):
         rows = range(len(isa.QPARAM_KINDS) * busy_slot, len(isa.QPARAM_KINDS) * (busy_slot + 1))
         valid = False
+        pending = []
         async for _, _, ready in ctx.tick().sample(unit.qparam_write.ready):
             if not rows_ready:
                 continue
             if valid and ready:
                 valid = False
-            if not valid and rng.random() >= STALL:
+            if not valid and not pending and rng.random() >= STALL:
                 row = _random_qparam(np_rng, C)[rng.choice(rows)]
-                ctx.set(unit.qparam_write.payload,
-                        {"addr": rng.choice(rows), "data": [int(v) & 0xFFFFFFFF for v in row]})
+                pending = row_writes(rng.choice(rows), row)
+            if not valid and pending:
+                ctx.set(unit.qparam_write.payload, pending.pop(0))
                 valid = True
             ctx.set(unit.qparam_write.valid, valid)
 
@@ -388,3 +417,16 @@ def test_unit_commands_is_validated():
     with pytest.raises(ConfigError, match="unit_commands"):
         Config(unit_commands="fifo")
     assert Config().unit_commands == "copy"
+
+
+def test_load_writes_is_validated():
+    with pytest.raises(ConfigError, match="load_writes"):
+        Config(load_writes="beats")
+    with pytest.raises(ConfigError, match="load_writes.*dma_data_width=32"):
+        Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1, output_lanes=1,
+               output_lane="serial", load_writes="columns")         # a 128-bit bus
+    with pytest.raises(ConfigError, match="load_writes.*output_lane=serial"):
+        Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1, dma_data_width=32,
+               load_writes="columns")
+    assert Config().load_writes == "rows"
+    assert COLUMNS_CFG.load_writes == "columns"
