@@ -182,7 +182,8 @@ class Dma(wiring.Component):
       window_base  In(addr_width), window_size  In(addr_width + 1): the DRAM window every
                    row must lie in (a size of ``2**addr_width`` is the whole address space).
       bytes_read, bytes_written  Out(32): running counts of the payload bytes delivered on
-                   ``rd_data`` / written with WSTRB set, wrapping.
+                   ``rd_data`` / written with WSTRB set, wrapping; a beat's bytes count from
+                   the second cycle after its handshake.
       clear_counters             In(1): clears both counts.
       pause        In(1): no new command is taken (the bus guard's ``draining``). AxADDR,
                    AxLEN, WDATA, WSTRB and WLAST are reset-less registers: after a reset (the
@@ -294,11 +295,17 @@ class Dma(wiring.Component):
             gen, rd_bursts, wr_bursts = self._shared_burst_gen(m, window_end)
             read_bytes = self._read_engine(m, rd_bursts)
             write_bytes = self._write_engine(m, gen, wr_bursts)
+        # A cycle's bytes are added the cycle after: the counters' carry chains then start
+        # at a register, not at the end of the consumers' ready chains.
+        read_last = Signal.like(read_bytes, name="read_bytes_last")
+        written_last = Signal.like(write_bytes, name="written_bytes_last")
         with m.If(self.clear_counters):
-            m.d.sync += [self.bytes_read.eq(0), self.bytes_written.eq(0)]
+            m.d.sync += [self.bytes_read.eq(0), self.bytes_written.eq(0),
+                         read_last.eq(0), written_last.eq(0)]
         with m.Else():
-            m.d.sync += [self.bytes_read.eq(self.bytes_read + read_bytes),
-                         self.bytes_written.eq(self.bytes_written + write_bytes)]
+            m.d.sync += [read_last.eq(read_bytes), written_last.eq(write_bytes),
+                         self.bytes_read.eq(self.bytes_read + read_last),
+                         self.bytes_written.eq(self.bytes_written + written_last)]
         return m
 
     def _burst_gen(self, m, name, cmd, status, in_flight, window_end, end_result=True):
