@@ -279,10 +279,7 @@ class SystolicArray(wiring.Component):
         ]
         with m.If(en & (copy_wait != 0)):
             m.d.sync += copy_wait.eq(copy_wait - 1)
-        with m.If(preload_fire):
-            m.d.sync += load_row.eq(load_row + 1)
-            with m.If(load_row == R - 1):
-                m.d.sync += [load_row.eq(0), full.eq(1)]
+        self._count_tile_rows(m, preload_fire, load_row, full)
         with m.If(ws_fire):
             m.d.comb += [inject.valid.eq(1), inject.last.eq(self.ws_in.payload.last)]
         with m.If(first):
@@ -296,6 +293,13 @@ class SystolicArray(wiring.Component):
         m.d.comb += [grid.w_top.eq(self.preload.payload.data), grid.w_shift.eq(preload_fire),
                      grid.w_load.eq(first)]
         return ws_fire
+
+    def _count_tile_rows(self, m, preload_fire, load_row, full):
+        """Broadcast rows: ``load_row`` counts a tile's preload beats; the last sets ``full``."""
+        with m.If(preload_fire):
+            m.d.sync += load_row.eq(load_row + 1)
+            with m.If(load_row == self.cfg.rows - 1):
+                m.d.sync += [load_row.eq(0), full.eq(1)]
 
     def _ws_direct_control(self, m, grid, en, feed_h, inject):
         """One weight buffer (broadcast): a tile loads row by row straight into the active
@@ -312,10 +316,7 @@ class SystolicArray(wiring.Component):
             self.ws_in.ready.eq(en & full),
             ws_fire.eq(self.ws_in.valid & self.ws_in.ready),
         ]
-        with m.If(preload_fire):
-            m.d.sync += load_row.eq(load_row + 1)
-            with m.If(load_row == R - 1):
-                m.d.sync += [load_row.eq(0), full.eq(1)]
+        self._count_tile_rows(m, preload_fire, load_row, full)
         with m.If(ws_fire):
             m.d.comb += [inject.valid.eq(1), inject.last.eq(self.ws_in.payload.last)]
             with m.If(self.ws_in.payload.last):
