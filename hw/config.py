@@ -68,7 +68,7 @@ class Config:
       output_lanes      accumulator columns requantised per cycle by the output pipeline.
       output_lane       "pipelined" (DSP multipliers, ``C/output_lanes`` cycles per row,
                         quantisation parameters in flip-flops) or "serial" (small FPGAs: a
-                        shift-add lane, ``35 + shift`` cycles per int8 value, no DSP, the
+                        shift-add lane, ``36 + shift`` cycles per int8 value, no DSP, the
                         quantisation parameters in block RAM; needs ``output_lanes=1``).
       sp_read_buffer    rows each scratchpad read port holds for a stalled reader: 2 (its
                         ``read_req.ready`` is a register), or 1 (``read_req.ready`` follows
@@ -146,7 +146,7 @@ class Config:
     accumulator_kib: int = _knob(64, "accumulator capacity in KiB (rows of cols int32)")
     output_lanes: int = _knob(0, "columns requantised per cycle (0 = cols)")
     output_lane: str = _knob("pipelined", "requantisation lane: pipelined, or serial (no DSP,"
-                                          " 35+shift cycles per value, qparams in block RAM)")
+                                          " 36+shift cycles per value, qparams in block RAM)")
     sp_read_buffer: int = _knob(2, "rows a scratchpad read port holds: 2 (ready is a register),"
                                    " or 1 (ready follows read_resp.ready; small FPGAs)")
     acc_read_ports: int = _knob(2, "accumulator read ports: 2, or 1 (the store path reads"

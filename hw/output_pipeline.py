@@ -346,8 +346,8 @@ class SerialOutputPipeline(wiring.Component):
 
     Cycles per column
       load (x = acc + bias) 1, multiply 32 (radix 2: one bit of x per step, LSB first),
-      rounding shift ``shift + 1``, output 1 (``o.valid``, until ``o.ready``): **35 + shift**
-      cycles for an int8 value, 2 for an int32 value, when ``o`` is ready.
+      rounding shift ``shift + 1``, saturation 1, output 1 (``o.valid``, until ``o.ready``):
+      **36 + shift** cycles for an int8 value, 2 for an int32 value, when ``o`` is ready.
     """
 
     def __init__(self, cfg):
@@ -406,9 +406,12 @@ class SerialOutputPipeline(wiring.Component):
         narrow = fits_signed(prod, _NARROW_WIDTH)
         y_sat = Mux(narrow & fits_signed(y, width), y[:width].as_signed(),
                     Mux(Mux(narrow, y[-1], prod[-1]), -(1 << (width - 1)), (1 << (width - 1)) - 1))
+        # Registered (state SATURATE): the rounding, zero point and saturation take one
+        # cycle, the clamp and the store unit's byte packing the next.
+        saturated = Signal(signed(width))
         lo, hi = p.clamp_lo, p.clamp_hi
         # min(max(y, lo), hi) as two comparisons in a row.
-        above_lo = Mux(y_sat < lo, lo, y_sat)
+        above_lo = Mux(saturated < lo, lo, saturated)
         clamped = Signal(signed(_BYTE))
         m.d.comb += clamped.eq(Mux(above_lo > hi, hi, above_lo))
         result = Cat(Mux(p.out_int32, x[:_BYTE], clamped.as_unsigned()), x[_BYTE:])
@@ -442,10 +445,13 @@ class SerialOutputPipeline(wiring.Component):
                     m.next = "SHIFT"
             with m.State("SHIFT"):
                 with m.If(count == shift):
-                    m.next = "OUTPUT"
+                    m.next = "SATURATE"
                 with m.Else():
                     m.d.sync += [prod.eq(stepped), half.eq(prod[0]), sticky.eq(sticky | half),
                                  count.eq(count + 1)]
+            with m.State("SATURATE"):
+                m.d.sync += saturated.eq(y_sat)
+                m.next = "OUTPUT"
             with m.State("OUTPUT"):
                 m.d.comb += [self.o.valid.eq(1), addr.kind.eq(ColParam.BIAS),
                              addr.col.eq(Mux(last_col, 0, col + 1))]

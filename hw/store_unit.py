@@ -59,8 +59,8 @@ class StoreUnit(wiring.Component):
     ``cmd``'s payload and takes it (``cmd.ready``) in the cycle it completes.
 
     Throughput: one accumulator row per ``max(C/output_lanes, beats per row)`` cycles
-    (pipelined lane) or per ``C * (36 + shift)`` cycles (serial lane, int8 results: a
-    column's read, then its ``35 + shift`` cycles; see
+    (pipelined lane) or per ``C * (37 + shift)`` cycles (serial lane, int8 results: a
+    column's read, then its ``36 + shift`` cycles; see
     :class:`~hw.output_pipeline.SerialOutputPipeline`).
     """
 

@@ -130,7 +130,7 @@ def test_cycles_per_value_are_as_documented(out_int32, shift):
     cfg = serial_cfg()
     dut = SerialWithParams(cfg)
     rows = 3
-    per_value = 2 if out_int32 else 35 + shift
+    per_value = 2 if out_int32 else 36 + shift
     outs = []
 
     async def bench(ctx):
