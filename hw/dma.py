@@ -332,8 +332,9 @@ class Dma(wiring.Component):
         carries all it needs in the read engine's queue, so, as with two generators, a second
         read (or a write) may start while a read's data drains. When both directions wait,
         the one that did not go last goes: neither waits for more than one command of the
-        other (a read with two in flight is not waiting for a turn). The generator's bursts go to the engine of its command's direction: a write's
-        while one is in flight, since no command can start before its status.
+        other (a read with two in flight is not waiting for a turn). The generator's bursts
+        go to the write engine while a write is in flight (no command starts before its
+        status), else to the read engine.
         """
         cfg = self._cfg
         gen = m.submodules.burst_gen = BurstGen(cfg)
