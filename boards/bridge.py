@@ -1,7 +1,5 @@
 """The UART bridge: framed requests (boards/protocol.py) to register and memory accesses."""
 
-from types import SimpleNamespace
-
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
@@ -9,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.axi import AXI4LiteSignature, AxiResp
 from hw.axi_sram import HostPortSignature
-from hw.ram import ram_read_register
+from hw.ram import registered_read
 
 from . import protocol
 from .protocol import Command, Status
@@ -126,9 +124,8 @@ class Bridge(wiring.Component):
         m.submodules.buf = buf = Memory(shape=8, depth=self.max_payload, init=[],
                                         attrs={"no_rw_check": 1})
         buf_wr = buf.write_port()
-        buf_comb = buf.read_port(domain="comb")
-        buf_rd = SimpleNamespace(addr=buf_comb.addr, data=ram_read_register(8, name="buf_data"))
-        m.d.sync += buf_rd.data.eq(buf_comb.data)
+        buf_rd = buf.read_port(domain="comb")
+        buf_data = registered_read(m, buf_rd, 1, name="buf_data")
 
         # Fields of the request. Commands outside the bits of Command are stored as 0, which
         # is none of them. Data registers need no reset: the frame loads them first.
@@ -194,7 +191,7 @@ class Bridge(wiring.Component):
         answered = Signal()
         m.d.comb += [
             mem.req.payload.addr.eq(offset[lane_bits:]),
-            mem.req.payload.data.eq(Cat([buf_rd.data] * self.word_bytes)),
+            mem.req.payload.data.eq(Cat([buf_data] * self.word_bytes)),
             mem.req.payload.strb.eq(Const(1, self.word_bytes) << lane),
             buf_rd.addr.eq(count),
             buf_wr.addr.eq(count),

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .config import Config
-from .ram import ram_read_register
+from .ram import registered_read
 
 
 __all__ = [
@@ -65,12 +65,12 @@ def acc_read_resp_layout(cfg):
 
 
 class _RegisteredRead:
-    """An asynchronous read port's ``addr`` and ``data`` registered under ``en``."""
+    """An asynchronous read port's ``addr``, and its ``data`` registered under ``en``."""
 
-    def __init__(self, port, name):
+    def __init__(self, m, port, name):
         self.addr = port.addr
         self.en = Signal(name=f"{name}_en")
-        self.data = ram_read_register(port.data.shape(), name=f"{name}_data")
+        self.data = registered_read(m, port, self.en, name=f"{name}_data")
 
 
 class Accumulator(wiring.Component):
@@ -170,11 +170,7 @@ class Accumulator(wiring.Component):
         folds into the block RAM as a port with no defined read-during-write ("stall")."""
         if self._cfg.acc_forward == "bypass":
             return mem.read_port(transparent_for=(wr,))
-        port = mem.read_port(domain="comb")
-        registered = _RegisteredRead(port, name)
-        with m.If(registered.en):
-            m.d.sync += registered.data.eq(port.data)
-        return registered
+        return _RegisteredRead(m, mem.read_port(domain="comb"), name)
 
     def _write_path(self, m, wr, rmw, s1_valid, s1, in_flight):
         cfg = self._cfg

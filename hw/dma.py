@@ -12,7 +12,7 @@ from .axi import AXI4Signature, AxiBurst, AxiResp
 from .burst import (BurstGen, burst_layout, dma_cmd_layout, dma_row_bytes_width,
                     dma_status_layout)
 from .config import Config
-from .ram import ram_read_register
+from .ram import registered_read
 
 
 __all__ = ["Dma", "dma_cmd_layout", "dma_status_layout", "dma_data_layout", "COUNTER_WIDTH"]
@@ -96,7 +96,6 @@ class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
                                                 attrs={"no_rw_check": 1})
         w_port = storage.write_port()
         r_port = storage.read_port(domain="comb")
-        r_data = ram_read_register(self.width, name="r_data")
         produce = Signal(range(inner_depth))
         consume = Signal(range(inner_depth))
         inner_level = Signal(range(inner_depth + 1))
@@ -109,13 +108,14 @@ class _BlockRamFifo(fifo.FIFOInterface, Elaboratable):
         m.d.comb += [
             self.w_rdy.eq(inner_level != inner_depth),
             w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
-            r_port.addr.eq(consume), self.r_data.eq(r_data),
+            r_port.addr.eq(consume),
+            self.r_data.eq(registered_read(m, r_port, do_inner_read, name="r_data")),
             self.w_level.eq(inner_level + self.r_rdy), self.r_level.eq(self.w_level),
         ]
         with m.If(do_write):
             m.d.sync += produce.eq(incr(produce))
         with m.If(do_inner_read):
-            m.d.sync += [consume.eq(incr(consume)), self.r_rdy.eq(1), r_data.eq(r_port.data)]
+            m.d.sync += [consume.eq(incr(consume)), self.r_rdy.eq(1)]
         with m.Elif(self.r_en):
             m.d.sync += self.r_rdy.eq(0)
         m.d.sync += inner_level.eq(inner_level + do_write - do_inner_read)

@@ -11,7 +11,7 @@ from .burst import dma_cmd_layout, dma_status_layout
 from .config import Config
 from .dma import dma_data_layout
 from .queues import pc_width
-from .ram import ram_read_register
+from .ram import registered_read
 
 
 __all__ = ["Fetcher", "fetched_layout", "FETCH_CHUNK"]
@@ -96,14 +96,12 @@ class _RowBuffer(wiring.Component):
             attrs={"no_rw_check": 1, "ram_style": "block"})
         w_port = storage.write_port(granularity=isa.INSTR_BITS // self.lanes)
         r_port = storage.read_port(domain="comb")
-        head = ram_read_register(isa.INSTR_BITS, name="head")
         loading = Signal()
         m.d.comb += [w_port.addr.eq(0), w_port.data.eq(self.data), w_port.en.eq(self.lane_en),
-                     r_port.addr.eq(0), self.head.eq(head),
+                     r_port.addr.eq(0),
+                     self.head.eq(registered_read(m, r_port, loading, name="head")),
                      self.head_valid.eq((self.level != 0) & ~loading)]
         m.d.sync += loading.eq(self.push & ~self.clear)
-        with m.If(loading):
-            m.d.sync += head.eq(r_port.data)
 
     def _shifting(self, m):
         # Row 0 is the head: every row moves down on a pop, the one being filled included,

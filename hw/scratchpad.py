@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .config import Config
-from .ram import ram_read_register
+from .ram import registered_read
 
 
 __all__ = [
@@ -115,11 +115,7 @@ class Scratchpad(wiring.Component):
             rd = mem.read_port(domain="comb")
             wr = mem.write_port()
             rd_en = Signal(name=f"read_bank{b}")
-            # Reset-less: only a read's row is used, and a reset would cost the block RAM
-            # (whose output register has no reset) a mux per bit.
-            rd_data = ram_read_register(sp_row_layout(cfg), name=f"bank{b}_row")
-            with m.If(rd_en & ~wr.en):
-                m.d.sync += rd_data.eq(rd.data)
+            rd_data = registered_read(m, rd, rd_en & ~wr.en, name=f"bank{b}_row")
             ports.append((rd, wr, rd_en, rd_data))
 
         # Requesters in priority order: the read ports, then the write. A requester is

@@ -15,7 +15,7 @@ from .dma import dma_data_layout
 from .load_unit import dma_field_mask, qparam_write_layout, row_beats
 from .output_pipeline import PARAM_WIDTH, ColParam, OutputPipeline, SerialOutputPipeline
 from .queues import UnitCommand, UnitPort, command_layout, complete_or_fault, hold_instruction
-from .ram import ram_read_register
+from .ram import registered_read
 
 
 __all__ = ["StoreUnit"]
@@ -313,11 +313,11 @@ class StoreUnit(wiring.Component):
         m.submodules.qparam = mem = memory.Memory(shape=PARAM_WIDTH, depth=QPARAM_ROWS * C,
                                                   init=[])
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
-        value = ram_read_register(PARAM_WIDTH, name="value")   # used once loaded (from_memory)
+        value = registered_read(m, rd, ~wr.en, name="value")   # used once loaded (from_memory)
         value_addr = Signal.like(rd.addr)
         fresh = Signal()            # value is the memory's word at value_addr
         with m.If(~wr.en):
-            m.d.sync += [value.eq(rd.data), value_addr.eq(rd.addr), fresh.eq(1)]
+            m.d.sync += [value_addr.eq(rd.addr), fresh.eq(1)]
         with m.Elif(wr.addr == value_addr):
             m.d.sync += fresh.eq(0)
         written = Signal(QPARAM_ROWS)
