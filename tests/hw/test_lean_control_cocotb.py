@@ -28,7 +28,7 @@ def test_gemms_match_golden_with_backpressure():
     for index, (M, K, N) in enumerate(shapes):
         A, B = _int8(rng, (M, K)), _int8(rng, (K, N))
         rtl, gold = _runtimes(CFG, backpressure=index % 2 == 0, seed=seed + index)
-        kw, expected = _quantised_case(rng, A, B, int32=index == 2)
+        kw, expected = _quantised_case(rng, A.astype(np.int64) @ B, int32=index == 2)
         C, report = rtl.gemm(A, B, dataflow="ws", **kw)
         C_gold, _ = gold.gemm(A, B, dataflow="ws", **kw)
         assert np.array_equal(C, C_gold), (M, K, N)

@@ -17,6 +17,7 @@ from sim.backends import RtlBackend
 from sw import compiler, isa
 from sw.isa import LoadDst
 from sw.runtime import AcceleratorError, Runtime
+from tests.sw.test_compiler import reference_conv
 
 pytestmark = [pytest.mark.cocotb, pytest.mark.xdist_group("top")]
 
@@ -44,11 +45,11 @@ def _int8(rng, shape):
     return values
 
 
-def _quantised_case(rng, A, B, *, int32):
-    """Random GEMM options: int32 + bias, or int8 with per-column requantisation, bias, a
-    zero point and a clamp; returns them and the numpy result."""
-    N = B.shape[1]
-    exact = A.astype(np.int64) @ B
+def _quantised_case(rng, exact, *, int32):
+    """Random output options for the exact (int64) result ``exact``, whose last axis is the
+    output channel: int32 + bias, or int8 with per-column requantisation, bias, a zero
+    point and a clamp; returns them and the numpy result."""
+    N = exact.shape[-1]
     if int32:
         kw = dict(out_dtype="int32", bias=rng.integers(-(1 << 31), 1 << 31, N,
                                                        dtype=np.int64).astype(np.int32))
@@ -71,7 +72,7 @@ def test_random_gemms_match_golden_and_numpy(name):
         A, B = _int8(rng, (M, K)), _int8(rng, (K, N))
         dataflow = ("ws", "os")[index % 2]
         rtl, gold = _runtimes(cfg, backpressure=index % 2 == 1, seed=seed + index)
-        kw, expected = _quantised_case(rng, A, B, int32=index % 3 == 0)
+        kw, expected = _quantised_case(rng, A.astype(np.int64) @ B, int32=index % 3 == 0)
         C, report = rtl.gemm(A, B, dataflow=dataflow, **kw)
         C_gold, _ = gold.gemm(A, B, dataflow=dataflow, **kw)
         assert np.array_equal(C, C_gold), (M, K, N, dataflow)
@@ -92,29 +93,30 @@ def test_gemm_larger_than_the_scratchpad_runs_in_passes():
     assert report["dma_bytes_read"] > cfg.scratchpad_kib * 1024
 
 
-def _conv_reference(X, W, stride, pad):
-    N, H, Wd, Ci = X.shape
-    kh, kw, _, Co = W.shape
-    Xp = np.pad(X.astype(np.int64), ((0, 0), (pad[0], pad[1]), (pad[2], pad[3]), (0, 0)))
-    Ho = (H + pad[0] + pad[1] - kh) // stride + 1
-    Wo = (Wd + pad[2] + pad[3] - kw) // stride + 1
-    Y = np.zeros((N, Ho, Wo, Co), dtype=np.int64)
-    for i in range(Ho):
-        for j in range(Wo):
-            patch = Xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
-            Y[:, i, j, :] = np.tensordot(patch, W.astype(np.int64), axes=([1, 2, 3], [0, 1, 2]))
-    return Y
-
-
-def test_conv2d_matches_numpy():
-    cfg = CONFIGS["8x4-64bit"]
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_random_conv2d_layers_match_golden_and_numpy(name):
+    """Random NHWC layers (batch, size, channels, kernel, stride, same / valid / explicit
+    padding) with random AXI backpressure; int32 + bias and requantised int8 in turn."""
+    cfg = CONFIGS[name]
     seed = _seed()
     rng = np.random.default_rng(seed)
-    X, W = _int8(rng, (1, 9, 7, 3)), _int8(rng, (3, 3, 3, 5))
-    rtl, _ = _runtimes(cfg, backpressure=False, seed=seed)
-    Y, _ = rtl.conv2d(X, W, stride=2, padding="same", out_dtype="int32")
-    # TensorFlow's "same" for 9x7, 3x3, stride 2: pad 1 on each side.
-    assert np.array_equal(Y, _conv_reference(X, W, 2, (1, 1, 1, 1)))
+    for index in range(2):
+        kh, kw = (int(k) for k in rng.integers(1, 4, 2))
+        n, h, w, ci, co = (int(rng.integers(1, 3)), int(rng.integers(kh, 9)),
+                           int(rng.integers(kw, 9)), int(rng.integers(1, 7)),
+                           int(rng.integers(1, 10)))
+        stride = int(rng.integers(1, 3))
+        padding = ("same", "valid", int(rng.integers(0, 3)))[int(rng.integers(3))]
+        X, W = _int8(rng, (n, h, w, ci)), _int8(rng, (kh, kw, ci, co))
+        options, expected = _quantised_case(rng, reference_conv(X, W, stride, padding),
+                                          int32=index == 0)
+        rtl, gold = _runtimes(cfg, backpressure=True, seed=seed + index)
+        layer = (X.shape, W.shape, stride, padding)
+        Y, report = rtl.conv2d(X, W, stride=stride, padding=padding, **options)
+        Y_gold, _ = gold.conv2d(X, W, stride=stride, padding=padding, **options)
+        assert np.array_equal(Y, Y_gold), layer
+        assert np.array_equal(Y, expected), layer
+        assert report["macs"] == expected.size * kh * kw * ci
 
 
 def _run_words(cfg, words, data=b"", window=None, backpressure=False, seed=None):
