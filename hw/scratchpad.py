@@ -64,7 +64,7 @@ class Scratchpad(wiring.Component):
     Arbitration
       One access per bank per cycle, fixed priority read port 0 > read port 1 > ... > write.
       A request that loses its bank (or a read port whose rows are still held) waits with
-      ``ready`` low. A read sees every write accepted in an earlier cycle. With
+      ``ready`` low; the write also waits while a read of its bank waits for room. A read sees every write accepted in an earlier cycle. With
       ``cfg.sp_read_buffer == 2`` a port's ``ready`` is a register: one row from the bank
       and one stalled on ``read_resp`` fit at full throughput. With 1 it holds one row, and
       takes a request in a cycle its rows all leave (``read_resp.ready`` counts).
@@ -118,9 +118,12 @@ class Scratchpad(wiring.Component):
             rd_data = registered_read(m, rd, rd_en & ~wr.en, name=f"bank{b}_row")
             ports.append((rd, wr, rd_en, rd_data))
 
-        # Requesters in priority order: the read ports, then the write. A requester is
-        # offered a bank when no higher one claims it; ``ready`` is the offer, so it never
-        # depends on the requester's own ``valid``.
+        # Requesters in priority order: the read ports, then the write. A read port is
+        # offered a bank when no higher port takes it; the write, when no read port asks for
+        # it, even one that must wait for room: so the write's ``ready`` never depends on a
+        # reader's ``ready`` (on small FPGAs that chain ran from the accumulator through the
+        # array into the DMA). ``ready`` is the offer: it never depends on the requester's
+        # own ``valid``.
         room = [Signal(name=f"room{i}") for i in range(self._read_ports)]
         requesters = [(req.valid, room[i], req.payload.addr)
                       for i, req in enumerate(self.read_req)]
@@ -130,13 +133,16 @@ class Scratchpad(wiring.Component):
         access = [[Signal(name=f"access{i}_bank{b}") for b in range(banks)]
                   for i in range(len(requesters))]
         for b in range(banks):
-            claimed = 0
+            claimed = asked = 0
             for i, (valid, can, addr) in enumerate(requesters):
+                wanted = bank_of(addr) == b
+                is_write = i == len(requesters) - 1
                 m.d.comb += [
-                    offer[i][b].eq(can & (bank_of(addr) == b) & ~claimed),
+                    offer[i][b].eq(can & wanted & ~(asked if is_write else claimed)),
                     access[i][b].eq(offer[i][b] & valid),
                 ]
                 claimed = claimed | access[i][b]
+                asked = asked | (valid & wanted)
 
         for b, (rd, wr, rd_en, _) in enumerate(ports):
             for i, (_, _, addr) in enumerate(requesters):

@@ -113,21 +113,25 @@ def _consumer(dut, port, count, rng, out, stall):
 
 
 def _priority_monitor(dut, violations):
-    """Fixed priority: a read that fires denies the bank to lower reads and to the write."""
+    """Fixed priority: a read that fires denies the bank to lower reads and to the write; a
+    read that asks for a bank, even one waiting for room, denies it to the write."""
     bank_bits = sp_bank_bits(CFG)
     ports = [dut.read_req[0], dut.read_req[1], dut.write]
 
     async def bench(ctx):
         signals = [s for port in ports for s in (port.valid, port.ready, port.payload.addr)]
         async for _, _, *values in ctx.tick().sample(*signals):
-            busy = set()
+            busy, asked = set(), set()
             for i in range(len(ports)):
                 valid, ready, addr = values[3 * i:3 * i + 3]
                 bank = addr >> bank_bits
-                if valid and bank in busy and ready:
+                denied = asked if ports[i] is dut.write else busy
+                if valid and bank in denied and ready:
                     violations.append((i, bank))
                 if valid and ready:
                     busy.add(bank)
+                if valid:
+                    asked.add(bank)
     return bench
 
 
@@ -216,6 +220,32 @@ def test_same_bank_priority_is_cycle_exact():
     assert [c for c, _ in read_logs[0]] == list(range(n))
     assert [c for c, _ in read_logs[1]] == list(range(n, 2 * n))
     assert [c for c, _, _ in write_log] == list(range(2 * n, 3 * n))
+
+
+def test_write_ready_does_not_follow_a_readers_ready():
+    """A one-row port whose row is not taken keeps asking for bank 0: the write to bank 0
+    waits whatever ``read_resp.ready`` does (no path from the reader's ``ready`` to the
+    writer's), and a write to bank 1 goes at once."""
+    rng = random.Random(0)
+    dut = Scratchpad(CFG_ONE_ROW, read_ports=1)
+
+    async def bench(ctx):
+        req, resp = dut.read_req[0], dut.read_resp[0]
+        ctx.set(resp.ready, 0)
+        ctx.set(req.valid, 1)
+        ctx.set(req.payload.addr, _addr(rng, 0))
+        await ctx.tick()                            # the port now holds one row
+        ctx.set(dut.write.valid, 1)
+        ctx.set(dut.write.payload.addr, _addr(rng, 0))
+        for ready in (0, 1):
+            ctx.set(resp.ready, ready)
+            assert ctx.get(req.ready) == ready      # the read could go when its row leaves
+            assert not ctx.get(dut.write.ready)
+        ctx.set(resp.ready, 0)
+        ctx.set(dut.write.payload.addr, _addr(rng, 1))
+        assert ctx.get(dut.write.ready)
+
+    _simulate(dut, [bench])
 
 
 @pytest.mark.parametrize("cfg", [CFG, CFG_ONE_ROW], ids=["two_rows", "one_row"])
