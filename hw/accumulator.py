@@ -79,8 +79,9 @@ class Accumulator(wiring.Component):
     Ports
       write      In(stream{addr, data, accumulate[, mask]}). One row per cycle (with
                  :func:`acc_column_writes`, the columns set in ``mask``): always ready with
-                 ``cfg.acc_forward == "bypass"``; with "stall" an accumulate to the row
-                 accepted in the previous cycle waits one cycle (``ready`` low).
+                 ``cfg.acc_forward == "bypass"``; with "stall" an accumulate waits one
+                 cycle (``ready`` low) after a write of the same row, or of any row with the
+                 same lowest address bit (rows in sequence never wait).
                  ``accumulate = 0`` stores ``data``; ``accumulate = 1`` stores
                  ``row + data`` (each value wrapping at ``acc_width`` bits).
       read_req   In(stream{addr}). One request per cycle while ``read_resp`` keeps up.
@@ -179,7 +180,12 @@ class Accumulator(wiring.Component):
         # not see that write.
         write = self.write
         if cfg.acc_forward == "stall":
-            m.d.comb += write.ready.eq(~(write.payload.accumulate & in_flight(write.payload.addr)))
+            # The check is on the lowest address bit only (rows written in sequence alternate
+            # it, so they never wait): one LUT, where a full comparator would put the
+            # writer's address adder in front of ``ready``. An accumulate to another row of
+            # that parity waits a cycle it need not; that is all it costs.
+            same_parity = s1.addr[0] == write.payload.addr[0]
+            m.d.comb += write.ready.eq(~(write.payload.accumulate & s1_valid & same_parity))
         else:
             m.d.comb += write.ready.eq(1)
         # ("stall": only an accumulate reads its row, so no read meets a write to its row.)

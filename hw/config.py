@@ -86,7 +86,10 @@ class Config:
                         read ports are transparent, so back-to-back accumulates to one row
                         run at full rate) or "stall" (iCE40 block RAM has no transparent
                         port, so a bypass costs a register and a mux per bit of a row: the
-                        accumulate or read of that row waits one cycle instead).
+                        accumulate or read of that row waits one cycle instead; an
+                        accumulate checks only the row's lowest address bit, so it also
+                        waits after a write of another row of that parity, never in a
+                        sequence of rows).
 
     Bus
       dma_data_width    AXI4 master data width in bits (32, 64 or 128).
