@@ -154,13 +154,21 @@ ICEBREAKER_CFG = Config(
     load_writes="columns", dma_burst_gens=1)
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
+# A 16x16 weight-stationary array whose activations reach a whole row at once
+# (array_feed="broadcast": no skew or deskew registers, 16 loads per activation are nothing
+# to an ECP5's routing), four pipelined output lanes, a 64-bit DMA.
 ECP5_85F_CFG = Config(
-    rows=8, cols=8, dataflow="both", scratchpad_kib=16, scratchpad_banks=4, accumulator_kib=8,
-    dma_data_width=64, addr_width=17, id_width=2, max_burst_beats=32, max_outstanding=2,
-    dram_base=0, dram_size=128 * KIB)
+    rows=16, cols=16, dataflow="ws", array_feed="broadcast", scratchpad_kib=32,
+    scratchpad_banks=4, accumulator_kib=16, output_lanes=4, dma_data_width=64, addr_width=17,
+    id_width=2, max_burst_beats=32, max_outstanding=2, dram_base=0, dram_size=128 * KIB)
+# The array's 256 multipliers against the 156 MULT18X18D: the four output lanes' 32x32
+# multiplies take 16 of them, 140 array cells take the rest, and the other 116 cells'
+# multipliers are built from LUTs (Booth-encoded by yosys).
+ECP5_ARRAY_DSPS = 140
 
-# The OrangeCrab's 48 MHz oscillator is faster than this Config closes on an ECP5 (the
-# ULX3S build reached 40.46 MHz against 50), so its core runs at 36 MHz from the PLL.
+# The OrangeCrab's 48 MHz oscillator is faster than an ECP5 build of this size closes at
+# (the ULX3S's 8x8 build reached 40.46 MHz against 50), so its core runs at 36 MHz from the
+# PLL.
 # The iCEBreaker's core runs at 18 MHz from the PLL: at 98% of the logic cells it routes at
 # 18.05 MHz, short of the 24 MHz aimed at. The slowest paths (README, Boards): the
 # accumulator's same-row stall through the array's clock enable into the controller
@@ -171,10 +179,11 @@ BOARDS = {
                          synth_opts="-spram", programmer="iceprog",
                          programmer_env="ICEPROG", ram_init=False, core_hz=18e6),
     "ulx3s": Target("ulx3s", ULX3SBuildPlatform, 25e6, ECP5_85F_CFG, synth_opts="",
-                    programmer="openFPGALoader", programmer_env="OPENFPGALOADER"),
+                    programmer="openFPGALoader", programmer_env="OPENFPGALOADER",
+                    array_dsps=ECP5_ARRAY_DSPS),
     "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,
                          synth_opts="", programmer="dfu-util", programmer_env="DFU_UTIL",
-                         core_hz=36e6),
+                         core_hz=36e6, array_dsps=ECP5_ARRAY_DSPS),
 }
 
 
