@@ -64,9 +64,10 @@ class Scratchpad(wiring.Component):
     Arbitration
       One access per bank per cycle, fixed priority read port 0 > read port 1 > ... > write.
       A request that loses its bank (or a read port whose rows are still held) waits with
-      ``ready`` low; the write also waits while a read of its bank waits for room. A read sees every write accepted in an earlier cycle. With
-      ``cfg.sp_read_buffer == 2`` a port's ``ready`` is a register: one row from the bank
-      and one stalled on ``read_resp`` fit at full throughput. With 1 it holds one row, and
+      ``ready`` low; the write also waits while a read of its bank waits for room. A read
+      sees every write accepted in an earlier cycle. With ``cfg.sp_read_buffer == 2`` a
+      port's ``ready`` is a register: one row from the bank and one stalled on
+      ``read_resp`` fit at full throughput. With 1 it holds one row, and
       takes a request in a cycle its rows all leave (``read_resp.ready`` counts).
 
     Latency
