@@ -70,7 +70,8 @@ def _build(target, *, do_build):
         top, name=target.name, build_dir=str(build_dir(target.name)),
         do_build=do_build, do_program=False, synth_opts=target.synth_opts, **overrides,
         # Timing failures are reported from the parsed report, not as a nextpnr error.
-        nextpnr_opts=f"--report {NEXTPNR_REPORT} --timing-allow-fail")
+        nextpnr_opts=" ".join(filter(None, (f"--report {NEXTPNR_REPORT}",
+                                             "--timing-allow-fail", target.nextpnr_opts))))
 
 
 def summarise(target, nextpnr):

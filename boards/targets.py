@@ -73,7 +73,8 @@ class Target:
     ``mac_dsp="ice40_dual"`` instead puts every multiplier in a DSP, two per block, and
     leaves ``array_dsps`` unset; its ``synth_opts`` must not ask for ``-dsp``: yosys's
     ``ice40_dsp`` pass (run by ``synth_ice40 -dsp``) takes every SB_MAC16 for a 16x16
-    multiplier and rewrites it, 8x8 mode and adder inputs included."""
+    multiplier and rewrites it, 8x8 mode and adder inputs included. ``nextpnr_opts`` are
+    extra options for nextpnr."""
     name: str
     platform: type
     clk_hz: float
@@ -85,6 +86,7 @@ class Target:
     baud: int = DEFAULT_BAUD
     core_hz: float = None
     array_dsps: int = None
+    nextpnr_opts: str = ""
 
     def __post_init__(self):
         if self.core_hz is not None and not self.core_hz > 0:
@@ -165,6 +167,9 @@ ECP5_85F_CFG = Config(
 # multiplies take 16 of them, 140 array cells take the rest, and the other 116 cells'
 # multipliers are built from LUTs (Booth-encoded by yosys).
 ECP5_ARRAY_DSPS = 140
+# nextpnr's default router (router1) spends hours ripping up routes on the 16x16 array's
+# ~170k arcs; router2 is its newer, congestion-negotiating router.
+ECP5_NEXTPNR_OPTS = "--router router2"
 
 # The OrangeCrab's 48 MHz oscillator is faster than an ECP5 build of this size closes at
 # (the ULX3S's 8x8 build reached 40.46 MHz against 50), so its core runs at 36 MHz from the
@@ -180,10 +185,11 @@ BOARDS = {
                          programmer_env="ICEPROG", ram_init=False, core_hz=19.5e6),
     "ulx3s": Target("ulx3s", ULX3SBuildPlatform, 25e6, ECP5_85F_CFG, synth_opts="",
                     programmer="openFPGALoader", programmer_env="OPENFPGALOADER",
-                    array_dsps=ECP5_ARRAY_DSPS),
+                    array_dsps=ECP5_ARRAY_DSPS, nextpnr_opts=ECP5_NEXTPNR_OPTS),
     "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,
                          synth_opts="", programmer="dfu-util", programmer_env="DFU_UTIL",
-                         core_hz=36e6, array_dsps=ECP5_ARRAY_DSPS),
+                         core_hz=36e6, array_dsps=ECP5_ARRAY_DSPS,
+                         nextpnr_opts=ECP5_NEXTPNR_OPTS),
 }
 
 
