@@ -156,20 +156,13 @@ ICEBREAKER_CFG = Config(
     load_writes="columns", dma_burst_gens=1)
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
-# A 16x16 weight-stationary array whose activations reach a whole row at once
-# (array_feed="broadcast": no skew or deskew registers, 16 loads per activation are nothing
-# to an ECP5's routing), four pipelined output lanes, a 64-bit DMA.
+# An 8x8 array: a 16x16 one (weight-stationary, broadcast feed, 116 of its multipliers in
+# LUTs) synthesises to 25k LUT and 21k FF and places, but nextpnr did not finish routing
+# it in the time a session has here (README, Boards).
 ECP5_85F_CFG = Config(
-    rows=16, cols=16, dataflow="ws", array_feed="broadcast", scratchpad_kib=32,
-    scratchpad_banks=4, accumulator_kib=16, output_lanes=4, dma_data_width=64, addr_width=17,
-    id_width=2, max_burst_beats=32, max_outstanding=2, dram_base=0, dram_size=128 * KIB)
-# The array's 256 multipliers against the 156 MULT18X18D: the four output lanes' 32x32
-# multiplies take 16 of them, 140 array cells take the rest, and the other 116 cells'
-# multipliers are built from LUTs (Booth-encoded by yosys).
-ECP5_ARRAY_DSPS = 140
-# nextpnr's default router (router1) spends hours ripping up routes on the 16x16 array's
-# ~170k arcs; router2 is its newer, congestion-negotiating router.
-ECP5_NEXTPNR_OPTS = "--router router2"
+    rows=8, cols=8, dataflow="both", scratchpad_kib=16, scratchpad_banks=4, accumulator_kib=8,
+    dma_data_width=64, addr_width=17, id_width=2, max_burst_beats=32, max_outstanding=2,
+    dram_base=0, dram_size=128 * KIB)
 
 # The OrangeCrab's 48 MHz oscillator is faster than an ECP5 build of this size closes at
 # (the ULX3S's 8x8 build reached 40.46 MHz against 50), so its core runs at 36 MHz from the
@@ -184,12 +177,10 @@ BOARDS = {
                          synth_opts="-spram", programmer="iceprog",
                          programmer_env="ICEPROG", ram_init=False, core_hz=19.5e6),
     "ulx3s": Target("ulx3s", ULX3SBuildPlatform, 25e6, ECP5_85F_CFG, synth_opts="",
-                    programmer="openFPGALoader", programmer_env="OPENFPGALOADER",
-                    array_dsps=ECP5_ARRAY_DSPS, nextpnr_opts=ECP5_NEXTPNR_OPTS),
+                    programmer="openFPGALoader", programmer_env="OPENFPGALOADER"),
     "orangecrab": Target("orangecrab", OrangeCrabUartPlatform, 48e6, ECP5_85F_CFG,
                          synth_opts="", programmer="dfu-util", programmer_env="DFU_UTIL",
-                         core_hz=36e6, array_dsps=ECP5_ARRAY_DSPS,
-                         nextpnr_opts=ECP5_NEXTPNR_OPTS),
+                         core_hz=36e6),
 }
 
 
