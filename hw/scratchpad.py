@@ -133,17 +133,21 @@ class Scratchpad(wiring.Component):
                  for i in range(len(requesters))]
         access = [[Signal(name=f"access{i}_bank{b}") for b in range(banks)]
                   for i in range(len(requesters))]
+        *reads, (write_valid, _, write_addr) = requesters
         for b in range(banks):
             claimed = asked = 0
-            for i, (valid, can, addr) in enumerate(requesters):
+            for i, (valid, can, addr) in enumerate(reads):
                 wanted = bank_of(addr) == b
-                is_write = i == len(requesters) - 1
                 m.d.comb += [
-                    offer[i][b].eq(can & wanted & ~(asked if is_write else claimed)),
+                    offer[i][b].eq(can & wanted & ~claimed),
                     access[i][b].eq(offer[i][b] & valid),
                 ]
                 claimed = claimed | access[i][b]
                 asked = asked | (valid & wanted)
+            m.d.comb += [
+                offer[-1][b].eq((bank_of(write_addr) == b) & ~asked),
+                access[-1][b].eq(offer[-1][b] & write_valid),
+            ]
 
         for b, (rd, wr, rd_en, _) in enumerate(ports):
             for i, (_, _, addr) in enumerate(requesters):
