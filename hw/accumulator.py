@@ -154,7 +154,7 @@ class Accumulator(wiring.Component):
             if not acc_read_unbuffered(cfg):
                 allowed &= ~mem_valid
             self._read_path(m, rmw, read_accept, mem_valid, read_allowed=allowed)
-        self._write_path(m, wr, rmw, s1_valid, s1, in_flight)
+        self._write_path(m, wr, rmw, s1_valid, s1)
         if cfg.acc_read_ports == 1:
             # A read borrows the port in a cycle without a write.
             with m.If(read_accept):
@@ -173,7 +173,7 @@ class Accumulator(wiring.Component):
             return mem.read_port(transparent_for=(wr,))
         return _RegisteredRead(m, mem.read_port(domain="comb"), name)
 
-    def _write_path(self, m, wr, rmw, s1_valid, s1, in_flight):
+    def _write_path(self, m, wr, rmw, s1_valid, s1):
         cfg = self._cfg
         # Stage 1 holds the accepted beat while its row is read; it is written at the end.
         # With "stall" an accumulate to the row in stage 1 waits a cycle: its read would
