@@ -153,7 +153,7 @@ ICEBREAKER_CFG = Config(
     id_width=1, max_burst_beats=16, max_outstanding=1, dram_base=0, dram_size=128 * KIB,
     queue_depth=1, fetch_chunk=1, fetch_buffer=1, perf_counters="basic", unit_commands="queue",
     sp_read_buffer=1, dma_cmd_fields="legal", acc_forward="stall", fetch_storage="block_ram",
-    load_writes="columns", dma_burst_gens=1)
+    load_writes="columns", dma_burst_gens=1, unit_reports="registered")
 
 # LFE5U-85F: 84k LUTs, 156 multipliers, 208 DP16KD. DRAM is 128 KiB of DP16KD (64 blocks).
 # An 8x8 array: a 16x16 one (weight-stationary, broadcast feed, 116 of its multipliers in

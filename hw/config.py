@@ -20,6 +20,7 @@ MAC_DSPS = ("generic", "ice40_dual")
 ARRAY_FEEDS = ("systolic", "broadcast")
 PERF_COUNTERS = ("all", "basic")
 UNIT_COMMANDS = ("copy", "queue")
+UNIT_REPORTS = ("direct", "registered")
 ACC_FORWARDS = ("bypass", "stall")
 FETCH_STORAGES = ("registers", "block_ram")
 LOAD_WRITES = ("rows", "columns")
@@ -126,6 +127,15 @@ class Config:
                         copy; the queue then holds the running instruction too), and the
                         exec unit issues its queue's head in place, freeing the slot as it
                         starts it.
+      unit_reports      "direct": the controller takes a unit's completion (its token
+                        pushes) and its fault in the cycle the unit reports them;
+                        "registered" (small FPGAs): a cycle later, from a register, so the
+                        path from a unit's datapath into the token counters and the error
+                        capture is cut. A token then reaches the next unit a cycle later;
+                        no unit is granted and nothing is dispatched in the cycle a fault
+                        waits in the register, so a fault still stops the machine at the
+                        faulting instruction (a watchdog expiry or abort in that cycle
+                        takes precedence, as in the cycle of the fault).
     """
 
     rows: int = _knob(16, "systolic array rows R (the reduction dimension in WS)")
@@ -185,6 +195,9 @@ class Config:
     unit_commands: str = _knob("copy", "load/store/exec units: copy the instruction they run out"
                                        " of the queue, or queue (run its head, free the slot when"
                                        " done, exec when started: no copy, small FPGAs)")
+    unit_reports: str = _knob("direct", "unit completions and faults: direct (taken the cycle"
+                                        " they happen), or registered (a cycle later; a"
+                                        " shorter path, small FPGAs)")
 
     MAX_DIM: ClassVar[int] = 512
     MAX_QUEUE: ClassVar[int] = 64
@@ -282,6 +295,8 @@ class Config:
                     f"must be one of {PERF_COUNTERS}")
         self._check("unit_commands", self.unit_commands in UNIT_COMMANDS,
                     f"must be one of {UNIT_COMMANDS}")
+        self._check("unit_reports", self.unit_reports in UNIT_REPORTS,
+                    f"must be one of {UNIT_REPORTS}")
         self._check("dma_cmd_fields", self.dma_cmd_fields in DMA_CMD_FIELDS,
                     f"must be one of {DMA_CMD_FIELDS}")
         self._check("dma_burst_gens", self.dma_burst_gens in DMA_BURST_GENS,

@@ -28,6 +28,32 @@ _QUEUE_IDS = {"load": Queue.LOAD, "exec": Queue.EXEC, "store": Queue.STORE}
 _UNITS = tuple(_QUEUE_IDS)
 
 
+class _RegisteredReports:
+    """A unit's :class:`~hw.queues.UnitPort` as the controller sees it with
+    ``cfg.unit_reports == "registered"``: requests and grants pass straight through; the
+    completion (``push_*``) and the fault (``error*``) arrive a cycle late, from registers,
+    and the unit counts as ``executing`` until they have. What a unit reports as the datapath
+    is cleared (``soft_reset``, a forced stop) is dropped."""
+
+    def __init__(self, m, name, port, soft_reset):
+        self.request, self.pop_prev, self.pop_next, self.pc = (
+            port.request, port.pop_prev, port.pop_next, port.pc)
+        self.grant, self.stop = port.grant, port.stop
+        self.push_prev = Signal(name=f"{name}_push_prev_q")
+        self.push_next = Signal(name=f"{name}_push_next_q")
+        self.push_pc = Signal.like(port.push_pc, name=f"{name}_push_pc_q")
+        self.error_valid = Signal(name=f"{name}_error_valid_q")
+        self.error = Signal.like(port.error, name=f"{name}_error_q")
+        self.executing = Signal(name=f"{name}_executing")
+        m.d.sync += [self.push_prev.eq(port.push_prev & ~soft_reset),
+                     self.push_next.eq(port.push_next & ~soft_reset),
+                     self.error_valid.eq(port.error_valid & ~soft_reset),
+                     self.push_pc.eq(port.push_pc), self.error.eq(port.error)]
+        # A unit holds `executing` (or `request`, for a CONFIG) in the cycle it reports.
+        m.d.comb += self.executing.eq(port.executing | self.push_prev | self.push_next
+                                      | self.error_valid)
+
+
 class Controller(wiring.Component):
     """Dispatches fetched instructions to the three unit queues and runs the machine's states.
 
@@ -40,6 +66,10 @@ class Controller(wiring.Component):
     waiting for a token, at least one is waiting, and the dispatcher cannot move, for
     :data:`DEADLOCK_CYCLES` cycles, the machine stops with TOKEN_DEADLOCK at the oldest waiting
     instruction. ``abort`` stops it with ABORTED.
+
+    With ``cfg.unit_reports == "registered"`` the units' completions and faults are taken a
+    cycle after the unit reports them (:class:`_RegisteredReports`); while a fault waits
+    there, nothing is granted or dispatched.
 
     Each unit queue holds ``cfg.queue_depth`` instructions; dispatch waits while the target
     queue is full. A queue stores only the word bits a legal instruction of its unit can have
@@ -101,6 +131,12 @@ class Controller(wiring.Component):
         cfg = self.cfg
         pcw = pc_width(cfg)
         units = {"load": self.load, "exec": self.exec, "store": self.store}
+        fault_waiting = Signal()
+        if cfg.unit_reports == "registered":
+            units = {name: _RegisteredReports(m, name, port, self.soft_reset)
+                     for name, port in units.items()}
+            m.d.comb += fault_waiting.eq(units["load"].error_valid | units["exec"].error_valid
+                                         | units["store"].error_valid)
         cmds = {"load": self.load_cmd, "exec": self.exec_cmd, "store": self.store_cmd}
 
         head = self.words.payload
@@ -147,7 +183,7 @@ class Controller(wiring.Component):
             available[(popper, flag)] = counters[name] != 0
         granted = {}
         for unit_name, unit in units.items():
-            ok = unit.request & running & ~stopping
+            ok = unit.request & running & ~stopping & ~fault_waiting
             for flag in ("pop_prev", "pop_next"):
                 if (unit_name, flag) in available:
                     ok &= ~getattr(unit, flag) | available[(unit_name, flag)]
@@ -180,7 +216,7 @@ class Controller(wiring.Component):
                               & ~units[name].request & ~units[name].executing)
         m.d.comb += all_idle.eq(idle_terms[0] & idle_terms[1] & idle_terms[2])
 
-        dispatching = running & ~stopping
+        dispatching = running & ~stopping & ~fault_waiting
         target_ready = Signal()
         with m.Switch(decoder.queue):
             for name, queue_id in _QUEUE_IDS.items():

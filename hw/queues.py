@@ -97,7 +97,9 @@ class UnitPort(wiring.Signature):
     ``pop_next`` flags and its ``pc``; in a cycle where the tokens are there and ``stop`` is
     low the controller answers ``grant`` and takes them. Completing it: one-cycle
     ``push_prev`` / ``push_next`` pulses with ``push_pc``. ``executing`` is high while an
-    instruction was granted and has not completed (what a drain waits for); a unit with
+    instruction was granted and has not completed, the cycle of its completion or fault
+    included (a unit that completes an instruction in the cycle of its grant holds
+    ``request`` then): what a drain waits for. A unit with
     ``request`` high and no ``grant`` is waiting for a token. ``error`` reports a fault of
     the instruction ``error.pc`` (one cycle; the controller keeps the first).
     """

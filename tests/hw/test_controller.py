@@ -20,6 +20,12 @@ CFG = Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1)
 # One-entry queues whose units run the entry in place: the oldest waiting instruction is
 # told by dispatch order, not by comparing pcs.
 QUEUE_CFG = CFG.replace(queue_depth=1, unit_commands="queue")
+# Completions and faults reach the controller a cycle late, from a register (the iCEBreaker's
+# Config is QUEUE_CFG's with this).
+CONFIGS = {"copy": CFG, "queue": QUEUE_CFG,
+           "copy_registered": CFG.replace(unit_reports="registered"),
+           "queue_registered": QUEUE_CFG.replace(unit_reports="registered")}
+every_config = pytest.mark.parametrize("cfg", CONFIGS.values(), ids=CONFIGS.keys())
 UNITS = ("load", "exec", "store")
 # counter: (pushing unit, its flag, popping unit, its flag)
 EDGES = {
@@ -122,7 +128,7 @@ class Bench:
             async for _, _, valid, payload, grant, soft_reset in ctx.tick().sample(
                     cmd.valid, cmd.payload.as_value(), port.grant, dut.soft_reset):
                 cycle += 1
-                take = False
+                take = completing = False
                 for flag in ("push_prev", "push_next", "error_valid"):
                     ctx.set(getattr(port, flag), 0)
                 if soft_reset:
@@ -137,8 +143,10 @@ class Bench:
                 elif state == "busy":
                     delay -= 1
                     if delay == 0:
+                        completing = True
                         fault = self.fault
                         if fault is not None and fault[:2] == (self.program, pc):
+                            self.events.append((cycle, "fault", name, pc))
                             ctx.set(port.error_valid, 1)
                             ctx.set(port.error, {"cause": fault[2], "pc": pc,
                                                  "addr": fault[3]})
@@ -159,7 +167,8 @@ class Bench:
                 ctx.set(port.pop_prev, fields.get("pop_prev", 0))
                 ctx.set(port.pop_next, fields.get("pop_next", 0))
                 ctx.set(port.pc, pc)
-                ctx.set(port.executing, state == "busy")
+                # (held in the cycle of the completion too, as UnitPort says)
+                ctx.set(port.executing, state == "busy" or completing)
         return unit
 
     def _monitor(self):
@@ -261,7 +270,7 @@ def _random_program(rng, length):
     return words + [isa.encode("HALT")]
 
 
-@pytest.mark.parametrize("cfg", [CFG, QUEUE_CFG], ids=["copy", "queue"])
+@every_config
 @pytest.mark.parametrize("latency", [1, 6])
 def test_random_programs_respect_tokens_and_order(latency, cfg):
     seed = _seed()
@@ -276,17 +285,18 @@ def test_random_programs_respect_tokens_and_order(latency, cfg):
         assert bench.executed[name] == expected, name
 
 
-def test_fence_waits_for_every_unit():
+@every_config
+def test_fence_waits_for_every_unit(cfg):
     # A slow load, FENCE, then a store and a load: neither may start before the load ends.
     program = [load(), isa.encode("FENCE"), store(), load(), isa.encode("HALT")]
-    bench = Bench([program], _seed(), max_latency=20).run()
+    bench = Bench([program], _seed(), max_latency=20, cfg=cfg).run()
     assert bench.outcomes == [(1, 0, ErrorCause.NONE, 0, 0)]
     events = {(kind, pc): cycle for cycle, kind, _, pc in bench.events}
     assert events[("grant", 2)] > events[("complete", 0)]
     assert events[("grant", 3)] > events[("complete", 0)]
 
 
-@pytest.mark.parametrize("cfg", [CFG, QUEUE_CFG], ids=["copy", "queue"])
+@every_config
 @pytest.mark.parametrize("order", ["exec_first", "store_first", "load_first"])
 def test_deadlock_reports_the_oldest_waiting_instruction(cfg, order):
     program = {
@@ -309,7 +319,7 @@ def test_deadlock_reports_the_oldest_waiting_instruction(cfg, order):
     assert bench.outcomes[1] == (1, 0, ErrorCause.NONE, 0, 0)
 
 
-@pytest.mark.parametrize("cfg", [CFG, QUEUE_CFG], ids=["copy", "queue"])
+@every_config
 def test_no_deadlock_while_a_queue_is_full_behind_a_slow_token(cfg):
     # Many exec instructions wait for a store token that a slow store gives late; the
     # dispatcher is blocked on the full exec queue meanwhile, which is not a deadlock.
@@ -321,15 +331,17 @@ def test_no_deadlock_while_a_queue_is_full_behind_a_slow_token(cfg):
     assert bench.outcomes == [(1, 0, ErrorCause.NONE, 0, 0)]
 
 
-def test_token_overflow():
+@every_config
+def test_token_overflow(cfg):
     program = [load(push_next=1)] * (TOKEN_MAX + 1) + [isa.encode("HALT")]
-    bench = Bench([program], _seed(), max_latency=1).run()
+    bench = Bench([program], _seed(), max_latency=1, cfg=cfg).run()
     assert bench.outcomes == [(0, 1, ErrorCause.TOKEN_OVERFLOW, TOKEN_MAX, 0)]
 
 
 @pytest.mark.parametrize("case", ["illegal", "pairing", "double_preload", "past_count",
                                   "fetch_fault", "unit_fault"])
-def test_errors_stop_the_machine_with_cause_and_pc(case):
+@every_config
+def test_errors_stop_the_machine_with_cause_and_pc(case, cfg):
     halt = isa.encode("HALT")
     base = [load(), preload(), matmul(), store()]
     fault = None
@@ -353,22 +365,43 @@ def test_errors_stop_the_machine_with_cause_and_pc(case):
         fault = (0, 4, ErrorCause.DMA_SLVERR, 0x880)
         expected = (ErrorCause.DMA_SLVERR, 4, 0x880)
     good = [load(), preload(), matmul(), store(), halt]
-    bench = Bench([program, good], _seed(), fault=fault).run()
+    bench = Bench([program, good], _seed(), fault=fault, cfg=cfg).run()
     assert bench.outcomes[0] == (0, 1) + expected
     assert bench.outcomes[1] == (1, 0, ErrorCause.NONE, 0, 0)
     # Nothing after the faulting instruction ran.
     assert all(pc <= expected[1] for name in UNITS for p, pc in bench.executed[name] if p == 0)
 
 
-def test_a_fetch_fault_after_halt_is_not_an_error():
+@every_config
+def test_nothing_is_granted_after_a_unit_fault(cfg):
+    # A unit fault in the middle of random programs: the machine stops with it, and no unit
+    # is granted an instruction after the cycle of the fault (with
+    # unit_reports="registered", none while the fault waits in its register either).
+    seed = _seed()
+    rng = random.Random(seed)
+    for _ in range(12):
+        program = _random_program(rng, 40)
+        pc = rng.choice([pc for pc, word in enumerate(program[10:30], 10) if _unit_of(word)])
+        fault = (0, pc, ErrorCause.DMA_SLVERR, 0x40)
+        bench = Bench([program], rng.randrange(1 << 30), fault=fault, max_latency=3,
+                      cfg=cfg).run()
+        assert bench.outcomes == [(0, 1, ErrorCause.DMA_SLVERR, pc, 0x40)]
+        (fault_cycle,) = [cycle for cycle, kind, _, _ in bench.events if kind == "fault"]
+        grants = [cycle for cycle, kind, _, _ in bench.events if kind == "grant"]
+        assert max(grants) <= fault_cycle + 1, (pc, bench.events[-8:])
+
+
+@every_config
+def test_a_fetch_fault_after_halt_is_not_an_error(cfg):
     program = [load(), isa.encode("HALT"), (ErrorCause.DMA_WINDOW, 0x40)]
-    bench = Bench([program], _seed()).run()
+    bench = Bench([program], _seed(), cfg=cfg).run()
     assert bench.outcomes == [(1, 0, ErrorCause.NONE, 0, 0)]
 
 
-def test_abort_stops_a_running_program_and_the_next_one_runs():
+@every_config
+def test_abort_stops_a_running_program_and_the_next_one_runs(cfg):
     program = [load(), preload(), matmul(), store()] * 20 + [isa.encode("HALT")]
-    bench = Bench([program, program], _seed(), abort_at=30, max_latency=5).run()
+    bench = Bench([program, program], _seed(), abort_at=30, max_latency=5, cfg=cfg).run()
     done, error, cause, _, _ = bench.outcomes[0]
     assert (done, error, cause) == (0, 1, ErrorCause.ABORTED)
     assert len(bench.executed["load"]) < 20 + 20

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from boards.targets import BOARDS
 from hw.config import Config
 from sim import fuzz
 from sim.backends import ensure_verilog
@@ -56,12 +57,12 @@ def test_compare_can_fail():
 CI_SEED = 20261127
 
 
-def _run(testcase, seed, **env):
-    verilog_path, key = ensure_verilog(CFG)
+def _run(testcase, seed, cfg=CFG, **env):
+    verilog_path, key = ensure_verilog(cfg)
     run_cocotb(verilog_sources=[verilog_path], toplevel="tensor_core",
                test_module="sim.tb.tb_reliability", build_name=f"tensor_core_{key}",
                testcase=testcase,
-               extra_env={"RELIABILITY_CONFIG": CFG.to_json(), "SEED": seed, **BUDGET, **env})
+               extra_env={"RELIABILITY_CONFIG": cfg.to_json(), "SEED": seed, **BUDGET, **env})
 
 
 def _seed():
@@ -83,6 +84,15 @@ def test_program_after_a_first_row_window_fault_runs():
 def test_fuzz_abort_start_while_busy_and_bus_errors_on_the_rtl():
     _run(["fuzz_programs", "abort_at_random_cycles", "start_while_busy_is_refused",
           "bus_errors_report_cause_and_instruction"], _seed())
+
+
+@pytest.mark.cocotb
+@pytest.mark.xdist_group("top")
+def test_fuzz_and_bus_errors_on_the_icebreaker_config():
+    """The board's lean Config: one-entry queues run in place, and the controller takes the
+    units' completions and faults a cycle late (``unit_reports="registered"``)."""
+    _run(["fuzz_programs", "bus_errors_report_cause_and_instruction"], _seed(),
+         cfg=BOARDS["icebreaker"].cfg)
 
 
 @pytest.mark.cocotb
