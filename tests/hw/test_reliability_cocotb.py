@@ -88,11 +88,13 @@ def test_fuzz_abort_start_while_busy_and_bus_errors_on_the_rtl():
 
 @pytest.mark.cocotb
 @pytest.mark.xdist_group("top")
-def test_fuzz_and_bus_errors_on_the_icebreaker_config():
-    """The board's lean Config: one-entry queues run in place, and the controller takes the
-    units' completions and faults a cycle late (``unit_reports="registered"``)."""
+@pytest.mark.parametrize("reports", ["direct", "registered"])
+def test_fuzz_and_bus_errors_on_the_icebreaker_config(reports):
+    """The board's lean Config (one-entry queues run in place, a shared DMA burst generator,
+    the serial lane, basic counters), and with the controller taking the units' completions
+    and faults a cycle late (``unit_reports="registered"``)."""
     _run(["fuzz_programs", "bus_errors_report_cause_and_instruction"], _seed(),
-         cfg=BOARDS["icebreaker"].cfg)
+         cfg=BOARDS["icebreaker"].cfg.replace(unit_reports=reports))
 
 
 @pytest.mark.cocotb
