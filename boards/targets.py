@@ -173,9 +173,9 @@ ECP5_85F_CFG = Config(
 # it reached 40.46. The slowest paths are the DMA's read-side ready chain (rd_buf through the
 # read arbiter and the load unit into the burst bookkeeping) and the array's multiply-add.
 # The iCEBreaker's core runs at 19.5 MHz from the PLL: at 98% of the logic cells it routes
-# at about 19.9 MHz, short of the 24 MHz aimed at. The slowest paths (README, Boards) run
-# from the DMA's read buffer through its realignment, the load unit's completion and the
-# controller's error capture (50 ns), and from the array's output through the
+# at 19.8 to 20.8 MHz, short of the 24 MHz aimed at. The slowest paths (README, Boards) run
+# from the DMA's read buffer through the read arbiter, the load unit's completion and the
+# controller's error capture (48 ns), and from the array's output through the
 # accumulator's write into the exec unit's retirement and the same controller logic.
 BOARDS = {
     "icebreaker": Target("icebreaker", ICEBreakerPlatform, 12e6, ICEBREAKER_CFG,

@@ -99,9 +99,9 @@ class UnitPort(wiring.Signature):
     ``push_prev`` / ``push_next`` pulses with ``push_pc``. ``executing`` is high while an
     instruction was granted and has not completed, the cycle of its completion or fault
     included (a unit that completes an instruction in the cycle of its grant holds
-    ``request`` then): what a drain waits for. A unit with
-    ``request`` high and no ``grant`` is waiting for a token. ``error`` reports a fault of
-    the instruction ``error.pc`` (one cycle; the controller keeps the first).
+    ``request`` then): what a drain waits for. A unit with ``request`` high and no ``grant``
+    is waiting for a token. ``error`` reports a fault of the instruction ``error.pc`` (one
+    cycle; the controller keeps the first).
     """
 
     def __init__(self, cfg):
