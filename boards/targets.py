@@ -169,9 +169,10 @@ ECP5_85F_CFG = Config(
     dram_base=0, dram_size=128 * KIB)
 
 # The ECP5 boards' cores run at 40 MHz from the PLL (ULX3S: 25 MHz board clock, OrangeCrab:
-# 48 MHz): the 8x8 build routes at 41.67 MHz against 40 (and 43.34 against 25); against 50
-# it reached 40.46. The slowest paths are the DMA's read-side ready chain (rd_buf through the
-# read arbiter and the load unit into the burst bookkeeping) and the array's multiply-add.
+# 48 MHz). The ULX3S's speed-grade-6 part routes the 8x8 build at 41.67 MHz against 40 (and
+# 43.34 against 25; against 50 it reached 40.46); the OrangeCrab's speed-grade-8 part at
+# 57.60 MHz. The slowest paths are the DMA's read-side ready chain (rd_buf through the read
+# arbiter and the load unit into the burst bookkeeping) and the array's multiply-add.
 # The iCEBreaker's core runs at 19.5 MHz from the PLL: at 98% of the logic cells it routes
 # at 19.8 to 20.8 MHz, short of the 24 MHz aimed at. The slowest paths (README, Boards) run
 # from the DMA's read buffer through the read arbiter, the load unit's completion and the
