@@ -20,8 +20,8 @@ CFG = Config(rows=4, cols=4, scratchpad_kib=4, accumulator_kib=1)
 # One-entry queues whose units run the entry in place: the oldest waiting instruction is
 # told by dispatch order, not by comparing pcs.
 QUEUE_CFG = CFG.replace(queue_depth=1, unit_commands="queue")
-# Completions and faults reach the controller a cycle late, from a register (the iCEBreaker's
-# Config is QUEUE_CFG's with this).
+# unit_reports="registered": completions and faults reach the controller a cycle late, from
+# a register.
 CONFIGS = {"copy": CFG, "queue": QUEUE_CFG,
            "copy_registered": CFG.replace(unit_reports="registered"),
            "queue_registered": QUEUE_CFG.replace(unit_reports="registered")}
@@ -388,6 +388,8 @@ def test_nothing_is_granted_after_a_unit_fault(cfg):
         assert bench.outcomes == [(0, 1, ErrorCause.DMA_SLVERR, pc, 0x40)]
         (fault_cycle,) = [cycle for cycle, kind, _, _ in bench.events if kind == "fault"]
         grants = [cycle for cycle, kind, _, _ in bench.events if kind == "grant"]
+        # A grant is sampled at the edge after the cycle it was given in: fault_cycle + 1 is
+        # a grant in the fault's own cycle.
         assert max(grants) <= fault_cycle + 1, (pc, bench.events[-8:])
 
 
