@@ -171,8 +171,9 @@ ECP5_85F_CFG = Config(
 # The ECP5 boards' cores run from the PLL: the ULX3S's at 40 MHz (25 MHz board clock), the
 # OrangeCrab's at 52 MHz (48 MHz oscillator; 50 is not a PLL setting from 48). The ULX3S's
 # speed-grade-6 part routes the 8x8 build at 41.67 MHz against 40 (43.34 against 25; against
-# 50 it reached 40.46); the OrangeCrab's speed-grade-8 part at 57.85 MHz against 52. The slowest paths are the DMA's read-side ready chain (rd_buf through the read
-# arbiter and the load unit into the burst bookkeeping) and the array's multiply-add.
+# 50 it reached 40.46); the OrangeCrab's speed-grade-8 part at 57.85 MHz against 52. The
+# slowest paths are the DMA's read-side ready chain (rd_buf through the read arbiter and the
+# load unit into the burst bookkeeping) and the array's multiply-add.
 # The iCEBreaker's core runs at 19.5 MHz from the PLL: at 98% of the logic cells it routes
 # at 19.8 to 20.8 MHz, short of the 24 MHz aimed at. The slowest paths (README, Boards) run
 # from the DMA's read buffer through the read arbiter, the load unit's completion and the
